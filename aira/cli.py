@@ -1,0 +1,31 @@
+"""The `aira` command: `aira <stage> <verb> [args]`, dispatched to each stage's own cli.py.
+
+Each stage is also runnable on its own as `python -m <stage>`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "models": ("models.cli", "primitives, specs, presets"),
+    "compose": ("compose.cli", "AIRA-Compose: architecture search over primitive patterns"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
+        lines = [f"  {name:<10} {help}" for name, (_, help) in STAGES.items()]
+        print("usage: aira <stage> <verb> [args]\n\nstages:\n" + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\naira: unknown stage {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    module = importlib.import_module(STAGES[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

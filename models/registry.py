@@ -1,0 +1,121 @@
+"""Registry of primitives: the layer types a spec's pattern is made of.
+
+A primitive is an nn.Module mapping (batch, seq, d_model) -> (batch, seq, d_model). Each lives in one
+file under models/primitives/ with its config dataclass and its parameter / FLOP / cache formulas, and
+registers itself with @register. Nothing else needs editing to add one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models.errors import SpecError
+
+_PRIMITIVES: dict[str, type["Primitive"]] = {}
+
+
+class Primitive(nn.Module):
+    """Base class of every primitive.
+
+    Subclasses set `name`, `Config` (a dataclass of knobs), `role` ("sequence" for token mixers,
+    "channel" for per-token layers such as MLPs) and `native_bidirectional` (True when the module can
+    run non-causally by itself; otherwise the encoder wraps two causal copies, one per direction).
+
+    forward(x, state=None): `state` is None in training. For cached generation it is a dict owned by
+    the caller, one per layer, empty at the start of a sequence; the module reads what it stored
+    there on earlier calls and updates it in place (KV cache, conv window, recurrent state), so that
+    feeding a sequence in pieces gives the same outputs as feeding it whole.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    role: ClassVar[str] = "sequence"
+    native_bidirectional: ClassVar[bool] = False
+
+    def __init__(self, d_model: int, cfg: Any, causal: bool = True):
+        super().__init__()
+        self.d_model = d_model
+        self.cfg = cfg
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    # --- formulas (no module needed; used by `aira models describe`, MFU and the search budget) ---
+
+    @classmethod
+    def check(cls, d_model: int, cfg: Any) -> list[tuple[str, str]]:
+        """Problems with this config at this width, as (field, message) pairs; empty when valid."""
+        return []
+
+    @classmethod
+    def param_count(cls, d_model: int, cfg: Any) -> int:
+        """Number of parameters of one causal layer (without the layer's pre-norm)."""
+        raise NotImplementedError
+
+    @classmethod
+    def flops_per_token(cls, d_model: int, cfg: Any, seq_len: int) -> float:
+        """Forward FLOPs per token (2 per multiply-add) for a sequence of `seq_len` tokens.
+
+        Convention (PaLM / torchtitan MFU): matmuls with weights, plus for attention the full
+        seq_len x seq_len score and value products (4 * seq_len * n_heads * head_dim per token),
+        causal masking not subtracted. Elementwise ops are not counted. Training FLOPs = 3x.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def cache_bytes(cls, d_model: int, cfg: Any, seq_len: int, bytes_per_elem: int = 2) -> int:
+        """Bytes of generation state one layer holds for one sequence after `seq_len` tokens."""
+        return 0
+
+    def init_weights(self, std: float) -> None:
+        """Default init: normal(0, std) for Linear/Embedding weights, zero biases.
+
+        Primitives with special parameters (SSM decay, dt bias, ...) override this and call super().
+        """
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, mean=0.0, std=std)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+
+def register(cls: type[Primitive]) -> type[Primitive]:
+    """Class decorator: make a primitive available to specs under `cls.name`."""
+    if not dataclasses.is_dataclass(cls.Config):
+        raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+    if cls.name in _PRIMITIVES and _PRIMITIVES[cls.name] is not cls:
+        raise ValueError(f"primitive {cls.name!r} registered twice")
+    _PRIMITIVES[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    import models.primitives  # noqa: F401  (importing the package registers every primitive)
+
+
+def get_primitive(name: str) -> type[Primitive]:
+    """The primitive class registered as `name`; SpecError naming the choices otherwise."""
+    _ensure_loaded()
+    if name not in _PRIMITIVES:
+        raise SpecError(f"unknown primitive {name!r}; registered: {', '.join(sorted(_PRIMITIVES))}")
+    return _PRIMITIVES[name]
+
+
+def primitive_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_PRIMITIVES)
+
+
+def knobs(cls: type[Primitive]) -> list[tuple[str, str, Any, str]]:
+    """(field, type, default, help) for each knob of a primitive's config."""
+    rows = []
+    for f in dataclasses.fields(cls.Config):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        rows.append((f.name, str(f.type), default, f.metadata.get("help", "")))
+    return rows
