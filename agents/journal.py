@@ -1,0 +1,193 @@
+"""The journal: every solution node of a search, in SQLite (WAL) inside the run directory.
+
+Only the coordinator writes it; workers hand results back through the executor. A node is created
+`pending` before it is evaluated and moves to `running`, then to one terminal status, so a search
+killed at any moment resumes by re-submitting the nodes that never reached a terminal status: no
+finished evaluation is lost and none is repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+STATUSES = ("pending", "running", "done", "failed", "invalid")
+TERMINAL = ("done", "failed", "invalid")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    parent_ids TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    key TEXT,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    error TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS nodes_status ON nodes(status);
+CREATE INDEX IF NOT EXISTS nodes_key ON nodes(key);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Node:
+    """One solution: what was proposed (payload), by whom and how, and what its evaluation gave."""
+
+    operator: str
+    agent_id: str
+    payload: dict[str, Any]
+    parent_ids: list[str] = field(default_factory=list)
+    key: str | None = None  # dedup key, e.g. the spec hash; None = never a duplicate
+    status: str = "pending"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0  # insertion order, set by the journal
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Journal:
+    """SQLite-backed store of nodes. Writes are committed one transaction at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, node: Node) -> Node:
+        if node.status not in STATUSES:
+            raise ValueError(f"status {node.status!r} is not one of {', '.join(STATUSES)}")
+        with self._tx():
+            node.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes").fetchone()[0]
+            self._db.execute(
+                "INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (node.id, node.seq, json.dumps(node.parent_ids), node.operator, node.agent_id, node.key,
+                 json.dumps(node.payload), node.status, json.dumps(node.metrics), node.error,
+                 node.created_at, node.started_at, node.finished_at))
+        return node
+
+    def update(self, node_id: str, **changes: Any) -> Node:
+        """Change fields of a stored node (status, metrics, error, timings)."""
+        allowed = {"status", "metrics", "error", "started_at", "finished_at", "payload"}
+        bad = set(changes) - allowed
+        if bad:
+            raise ValueError(f"cannot update {sorted(bad)}; updatable: {sorted(allowed)}")
+        if "status" in changes and changes["status"] not in STATUSES:
+            raise ValueError(f"status {changes['status']!r} is not one of {', '.join(STATUSES)}")
+        cols, vals = [], []
+        for k, v in changes.items():
+            cols.append(f"{k} = ?")
+            vals.append(json.dumps(v) if k in ("metrics", "payload") else v)
+        with self._tx():
+            cur = self._db.execute(f"UPDATE nodes SET {', '.join(cols)} WHERE id = ?", (*vals, node_id))
+            if cur.rowcount != 1:
+                raise KeyError(f"no node {node_id!r} in {self.path}")
+        return self.get(node_id)
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, node_id: str) -> Node:
+        row = self._db.execute("SELECT * FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no node {node_id!r} in {self.path}")
+        return _node(row)
+
+    def nodes(self, status: str | tuple[str, ...] | None = None) -> list[Node]:
+        """All nodes in insertion order, optionally only those with the given status(es)."""
+        if status is None:
+            rows = self._db.execute("SELECT * FROM nodes ORDER BY seq")
+        else:
+            wanted = (status,) if isinstance(status, str) else tuple(status)
+            marks = ",".join("?" * len(wanted))
+            rows = self._db.execute(f"SELECT * FROM nodes WHERE status IN ({marks}) ORDER BY seq", wanted)
+        return [_node(r) for r in rows]
+
+    def unfinished(self) -> list[Node]:
+        """Nodes that were proposed but never reached a terminal status (to re-run on resume)."""
+        return self.nodes(("pending", "running"))
+
+    def has_key(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM nodes WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+
+    def by_key(self, key: str) -> list[Node]:
+        return [_node(r) for r in self._db.execute("SELECT * FROM nodes WHERE key = ? ORDER BY seq", (key,))]
+
+    def best(self, metric: str, minimize: bool = True, n: int = 1) -> list[Node]:
+        """The n finished nodes with the best value of `metric`."""
+        done = [nd for nd in self.nodes("done") if isinstance(nd.metrics.get(metric), (int, float))]
+        return sorted(done, key=lambda nd: nd.metrics[metric] if minimize else -nd.metrics[metric])[:n]
+
+    def meta(self, name: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes())
+
+    # ------------------------------------------------------------------ internals
+
+    def _tx(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error, so a crash never leaves half a write."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _node(row: tuple) -> Node:
+    (id_, seq, parents, op, agent, key, payload, status, metrics, error, created, started, finished) = row
+    return Node(id=id_, seq=seq, parent_ids=json.loads(parents), operator=op, agent_id=agent, key=key,
+                payload=json.loads(payload), status=status, metrics=json.loads(metrics), error=error,
+                created_at=created, started_at=started, finished_at=finished)
+
+
+def as_dict(node: Node) -> dict[str, Any]:
+    return asdict(node)
