@@ -1,0 +1,153 @@
+"""Executors run evaluation jobs away from the coordinator and hand results back as files.
+
+LocalExecutor keeps up to `max_workers` worker processes (agents.worker) busy; each job gets its own
+directory under RUN_DIR/jobs/, a wall-clock limit (the process group is killed past it) and an
+optional memory cap. A worker that dies without a result (killed, segfault, OOM-killer) becomes a
+failed result carrying its exit status and the tail of its stderr, never an exception in the
+coordinator. The SLURM executor will implement the same three calls: submit, poll, shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.worker import write_json_atomic
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    ok: bool
+    value: Any
+    error: str
+    wall_s: float
+
+
+@dataclass
+class _Running:
+    proc: subprocess.Popen
+    started: float
+    timeout_s: float | None
+    stderr: Any
+
+
+class LocalExecutor:
+    def __init__(self, run_dir: str | Path, max_workers: int = 1, timeout_s: float | None = None,
+                 memory_mb: int | None = None, env: dict[str, str] | None = None):
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.jobs_dir = Path(run_dir) / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.max_workers = max_workers
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.env = {**os.environ, **(env or {})}
+        self._queue: deque[str] = deque()
+        self._running: dict[str, _Running] = {}
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def submit(self, job_id: str, target: str, payload: Any, timeout_s: float | None = None) -> None:
+        """Queue `target(payload)` ("package.module:function") under `job_id`; runs when a slot frees."""
+        d = self.job_dir(job_id)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "result.json").unlink(missing_ok=True)
+        write_json_atomic(d / "job.json", {"target": target, "payload": payload, "memory_mb": self.memory_mb,
+                                           "timeout_s": timeout_s or self.timeout_s})
+        self._queue.append(job_id)
+        self._fill()
+
+    def finished_result(self, job_id: str) -> JobResult | None:
+        """The result a job left on disk, if any (used on resume: finished work is not repeated)."""
+        path = self.job_dir(job_id) / "result.json"
+        if not path.exists():
+            return None
+        r = json.loads(path.read_text())
+        return JobResult(job_id, r["ok"], r["value"], r["error"], r["wall_s"])
+
+    def poll(self) -> list[JobResult]:
+        """Results of jobs that ended since the last call (waits for none)."""
+        done = []
+        for job_id, run in list(self._running.items()):
+            rc = run.proc.poll()
+            timed_out = rc is None and run.timeout_s is not None and time.time() - run.started > run.timeout_s
+            if rc is None and not timed_out:
+                continue
+            if timed_out:
+                _kill_group(run.proc)
+            run.stderr.close()
+            del self._running[job_id]
+            result = self.finished_result(job_id)
+            if result is None:
+                tail = _tail(self.job_dir(job_id) / "stderr.log")
+                why = (f"timed out after {run.timeout_s:.0f}s" if timed_out
+                       else f"worker died with {_exit_text(run.proc.returncode)} before writing a result")
+                result = JobResult(job_id, False, None, f"{why}\n{tail}".strip(), time.time() - run.started)
+                write_json_atomic(self.job_dir(job_id) / "result.json",
+                                  {"ok": False, "value": None, "error": result.error, "wall_s": result.wall_s})
+            done.append(result)
+        self._fill()
+        return done
+
+    def wait(self, poll_s: float = 0.05) -> list[JobResult]:
+        """Block until at least one job ends (or nothing is left to run)."""
+        while self._running or self._queue:
+            done = self.poll()
+            if done:
+                return done
+            time.sleep(poll_s)
+        return []
+
+    @property
+    def busy(self) -> int:
+        return len(self._running) + len(self._queue)
+
+    def shutdown(self) -> None:
+        """Kill running workers; queued jobs are dropped (their nodes stay unfinished for resume)."""
+        self._queue.clear()
+        for run in self._running.values():
+            _kill_group(run.proc)
+            run.stderr.close()
+        self._running.clear()
+
+    def _fill(self) -> None:
+        while self._queue and len(self._running) < self.max_workers:
+            job_id = self._queue.popleft()
+            d = self.job_dir(job_id)
+            timeout = json.loads((d / "job.json").read_text()).get("timeout_s")
+            stderr = open(d / "stderr.log", "wb")
+            proc = subprocess.Popen([sys.executable, "-m", "agents.worker", str(d)], stdout=stderr,
+                                    stderr=stderr, stdin=subprocess.DEVNULL, env=self.env,
+                                    start_new_session=True)  # own process group: a timeout kills children too
+            self._running[job_id] = _Running(proc, time.time(), timeout, stderr)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _exit_text(rc: int | None) -> str:
+    if rc is not None and rc < 0:
+        return f"signal {signal.Signals(-rc).name}"
+    return f"exit code {rc}"
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-n:].decode(errors="replace")
+    except FileNotFoundError:
+        return ""

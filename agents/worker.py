@@ -1,0 +1,51 @@
+"""Runs one job in its own process: `python -m agents.worker JOB_DIR`.
+
+JOB_DIR/job.json names the function ("package.module:function") and its JSON payload. The result,
+or the error with its traceback, is written to JOB_DIR/result.json atomically (write, then rename),
+so the coordinator never reads half a file, and a result finished while the coordinator was down is
+still there when it resumes. Memory is capped with RLIMIT_AS when the job asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run(job_dir: Path) -> int:
+    job = json.loads((job_dir / "job.json").read_text())
+    if job.get("memory_mb"):
+        limit = int(job["memory_mb"]) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    start = time.time()
+    try:
+        module, _, fn = job["target"].partition(":")
+        value = getattr(importlib.import_module(module), fn)(job["payload"])
+        result = {"ok": True, "value": value, "error": "", "wall_s": time.time() - start}
+    except MemoryError:
+        result = {"ok": False, "value": None, "wall_s": time.time() - start,
+                  "error": f"out of memory (limit {job.get('memory_mb')} MB)\n{traceback.format_exc(limit=5)}"}
+    except BaseException as e:  # noqa: BLE001  (agent-written code may raise anything)
+        result = {"ok": False, "value": None, "wall_s": time.time() - start,
+                  "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=10)}"}
+    write_json_atomic(job_dir / "result.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))

@@ -1,0 +1,82 @@
+"""Local executor: separate processes, results as files, every failure mode becomes a result."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.executor import LocalExecutor
+
+JOBS = "tests.agents.jobs"
+
+
+@pytest.fixture
+def env():
+    # workers import the test job module from the repository root
+    root = str(Path(__file__).resolve().parents[2])
+    return {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def drain(ex):
+    out = {}
+    while ex.busy:
+        for r in ex.wait():
+            out[r.job_id] = r
+    return out
+
+
+def test_results_come_back_from_other_processes(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=2, env=env)
+    for i in range(3):
+        ex.submit(f"j{i}", f"{JOBS}:square", {"x": i})
+    out = drain(ex)
+    assert {k: r.value["y"] for k, r in out.items()} == {"j0": 0, "j1": 1, "j2": 4}
+    assert all(r.ok and r.value["pid"] != os.getpid() for r in out.values())
+    assert ex.finished_result("j2").value["y"] == 4  # still on disk for a resuming coordinator
+
+
+def test_exceptions_timeouts_and_dead_workers_are_failed_results(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=3, env=env)
+    ex.submit("err", f"{JOBS}:boom", {})
+    ex.submit("slow", f"{JOBS}:sleep", {"s": 30}, timeout_s=1.0)
+    ex.submit("dead", f"{JOBS}:hard_exit", {})
+    t0 = time.time()
+    out = drain(ex)
+    assert time.time() - t0 < 20
+    assert not any(r.ok for r in out.values())
+    assert "RuntimeError: agent code is broken" in out["err"].error
+    assert "timed out after 1s" in out["slow"].error
+    assert "exit code 3" in out["dead"].error
+
+
+def test_memory_cap_turns_a_hog_into_a_failed_result(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=1, memory_mb=400, env=env)
+    ex.submit("hog", f"{JOBS}:hog", {"mb": 1000})
+    ex.submit("fine", f"{JOBS}:hog", {"mb": 10})
+    out = drain(ex)
+    assert not out["hog"].ok and "memory" in out["hog"].error.lower()
+    assert out["fine"].ok and out["fine"].value == 10 * 2**20
+
+
+def test_workers_run_concurrently(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=2, env=env)
+    ex.submit("a", f"{JOBS}:sleep", {"s": 1.0})
+    ex.submit("b", f"{JOBS}:sleep", {"s": 1.0})
+    (a0, a1), (b0, b1) = (r.value for r in sorted(drain(ex).values(), key=lambda r: r.job_id))
+    assert a0 < b1 and b0 < a1  # the two jobs' running intervals overlap
+
+
+def test_shutdown_kills_running_workers(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=1, env=env)
+    ex.submit("a", f"{JOBS}:sleep", {"s": 60})
+    ex.submit("b", f"{JOBS}:sleep", {"s": 60})
+    time.sleep(0.3)
+    ex.shutdown()
+    assert ex.busy == 0 and ex.finished_result("a") is None
+
+
+def test_bad_worker_count():
+    with pytest.raises(ValueError):
+        LocalExecutor("/tmp/x", max_workers=0)
