@@ -1,0 +1,188 @@
+"""Search policies: given what an agent has seen so far, choose the next operator and its parents.
+
+The policies are aira-dojo's (Greedy, MCTS, Evolutionary) plus Random; their defaults are read
+from aira-dojo's solver configs (see REFERENCE.md). A policy knows nothing about what a payload is:
+it sees nodes with a status and a scalar score (lower is better) and returns an Action.
+Invalid or failed nodes are handed to `debug` up to `max_debug_depth` times along a chain.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from agents.journal import Node
+
+
+@dataclass
+class Action:
+    operator: str  # draft | improve | debug | crossover
+    parents: list[Node] = field(default_factory=list)
+
+
+def _score(node: Node, metric: str) -> float | None:
+    v = node.metrics.get(metric)
+    return float(v) if node.status == "done" and isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _debug_depth(node: Node, by_id: dict[str, Node]) -> int:
+    depth = 0
+    while node.operator == "debug" and node.parent_ids and node.parent_ids[0] in by_id:
+        depth += 1
+        node = by_id[node.parent_ids[0]]
+    return depth
+
+
+class Policy:
+    """Base: subclasses implement `next(nodes, rng)` over the finished nodes an agent can see."""
+
+    name = "base"
+
+    def __init__(self, metric: str, debug_prob: float = 1.0, max_debug_depth: int = 20):
+        self.metric = metric
+        self.debug_prob = debug_prob
+        self.max_debug_depth = max_debug_depth
+        self._debugged: set[str] = set()
+
+    def next(self, nodes: list[Node], rng: random.Random) -> Action:  # pragma: no cover
+        raise NotImplementedError
+
+    def scored(self, nodes: list[Node]) -> list[tuple[float, Node]]:
+        """(score, node) for finished nodes with a metric, best first."""
+        pairs = [(s, n) for n in nodes if (s := _score(n, self.metric)) is not None]
+        return sorted(pairs, key=lambda p: (p[0], p[1].seq))
+
+    def maybe_debug(self, nodes: list[Node], rng: random.Random) -> Action | None:
+        """Debug the newest broken node that has not been debugged and is not too deep."""
+        by_id = {n.id: n for n in nodes}
+        for n in reversed(nodes):
+            if n.status in ("failed", "invalid") and n.id not in self._debugged:
+                self._debugged.add(n.id)
+                if _debug_depth(n, by_id) < self.max_debug_depth and rng.random() < self.debug_prob:
+                    return Action("debug", [n])
+        return None
+
+
+class RandomPolicy(Policy):
+    """Every step is a fresh draft: the baseline every other policy must beat."""
+
+    name = "random"
+
+    def next(self, nodes, rng):
+        return Action("draft")
+
+
+class GreedyPolicy(Policy):
+    """aira-dojo Greedy: `num_drafts` drafts, then always improve the best node so far."""
+
+    name = "greedy"
+
+    def __init__(self, metric: str, num_drafts: int = 5, **kw):
+        super().__init__(metric, **kw)
+        self.num_drafts = num_drafts
+
+    def next(self, nodes, rng):
+        drafts = sum(1 for n in nodes if n.operator == "draft")
+        if drafts < self.num_drafts:
+            return Action("draft")
+        if (dbg := self.maybe_debug(nodes, rng)) is not None:
+            return dbg
+        best = self.scored(nodes)
+        return Action("improve", [best[0][1]]) if best else Action("draft")
+
+
+class EvolutionaryPolicy(Policy):
+    """aira-dojo Evolutionary (one island): tournament selection from the best `max_population`;
+    after `crossover_after` generations of `individuals_per_generation`, crossover with
+    probability `crossover_prob`, else mutate (improve)."""
+
+    name = "evolutionary"
+
+    def __init__(self, metric: str, individuals_per_generation: int = 5, max_population: int = 500,
+                 crossover_prob: float = 0.5, crossover_after: int = 2, tournament: int = 3,
+                 max_debug_depth: int = 10, **kw):
+        super().__init__(metric, max_debug_depth=max_debug_depth, **kw)
+        self.per_gen = individuals_per_generation
+        self.max_population = max_population
+        self.crossover_prob = crossover_prob
+        self.crossover_after = crossover_after
+        self.tournament = tournament
+
+    def _select(self, pop: list[tuple[float, Node]], rng: random.Random) -> Node:
+        entrants = rng.sample(pop, min(self.tournament, len(pop)))
+        return min(entrants, key=lambda p: (p[0], p[1].seq))[1]
+
+    def next(self, nodes, rng):
+        if len(nodes) < self.per_gen:
+            return Action("draft")
+        if (dbg := self.maybe_debug(nodes, rng)) is not None:
+            return dbg
+        pop = self.scored(nodes)[: self.max_population]
+        if not pop:
+            return Action("draft")
+        generation = len(nodes) // self.per_gen
+        if generation >= self.crossover_after and len(pop) >= 2 and rng.random() < self.crossover_prob:
+            a = self._select(pop, rng)
+            rest = [p for p in pop if p[1].id != a.id]
+            return Action("crossover", [a, self._select(rest, rng)])
+        return Action("improve", [self._select(pop, rng)])
+
+
+class MCTSPolicy(Policy):
+    """aira-dojo MCTS: UCT over the tree of nodes with exploration constant `uct_c` (0.25).
+
+    Value of a node = mean of the normalised rewards of its subtree, reward = 1 - rank fraction of
+    its score among all scored nodes (so rewards are in [0, 1] whatever the metric's scale). From a
+    virtual root whose children are the drafts, descend by UCT while the node already has
+    `num_children` children; then expand it with `improve` (or draft when the root is open).
+    """
+
+    name = "mcts"
+
+    def __init__(self, metric: str, num_children: int = 5, uct_c: float = 0.25, **kw):
+        super().__init__(metric, **kw)
+        self.num_children = num_children
+        self.uct_c = uct_c
+
+    def next(self, nodes, rng):
+        if (dbg := self.maybe_debug(nodes, rng)) is not None:
+            return dbg
+        scored = self.scored(nodes)
+        rank = {n.id: i for i, (_, n) in enumerate(scored)}
+        reward = {nid: 1.0 - r / max(1, len(scored)) for nid, r in rank.items()}
+        children: dict[str | None, list[Node]] = {}
+        for n in nodes:
+            if n.status == "done":
+                children.setdefault(n.parent_ids[0] if n.parent_ids else None, []).append(n)
+
+        def stats(n: Node) -> tuple[float, int]:
+            total, count = reward.get(n.id, 0.0), 1
+            for c in children.get(n.id, []):
+                t, k = stats(c)
+                total, count = total + t, count + k
+            return total, count
+
+        parent: Node | None = None
+        while True:
+            kids = children.get(parent.id if parent else None, [])
+            if len(kids) < self.num_children:
+                return Action("improve", [parent]) if parent else Action("draft")
+            visits = sum(stats(k)[1] for k in kids)
+            parent = max(kids, key=lambda k: _uct(*stats(k), visits, self.uct_c))
+
+
+def _uct(total: float, count: int, parent_visits: int, c: float) -> float:
+    return total / count + c * math.sqrt(math.log(max(parent_visits, 1)) / count)
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {
+    p.name: p for p in (RandomPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)
+}
+
+
+def make_policy(name: str, metric: str, **kw) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"unknown search policy {name!r}; choose one of {', '.join(POLICIES)}")
+    return POLICIES[name](metric, **kw)

@@ -1,0 +1,82 @@
+"""Search policies choose operators and parents as aira-dojo's do."""
+
+import random
+
+import pytest
+
+from agents.journal import Node
+from agents.policies import POLICIES, make_policy
+
+
+def done(score, op="draft", parents=(), seq=0):
+    n = Node(op, "a", {}, parent_ids=list(parents), status="done", metrics={"loss": score})
+    n.seq = seq
+    return n
+
+
+def chain(scores):
+    return [done(s, seq=i) for i, s in enumerate(scores)]
+
+
+def test_random_always_drafts():
+    p = make_policy("random", "loss")
+    assert all(p.next(chain([1, 2, 3]), random.Random(i)).operator == "draft" for i in range(5))
+
+
+def test_greedy_drafts_first_then_improves_the_best():
+    p = make_policy("greedy", "loss", num_drafts=3)
+    rng = random.Random(0)
+    assert p.next(chain([2.0, 1.0]), rng).operator == "draft"
+    nodes = chain([2.0, 1.0, 3.0])
+    a = p.next(nodes, rng)
+    assert a.operator == "improve" and a.parents[0] is nodes[1]
+
+
+def test_broken_nodes_are_debugged_once_and_only_to_max_depth():
+    p = make_policy("greedy", "loss", num_drafts=1, max_debug_depth=2)
+    rng = random.Random(0)
+    nodes = chain([1.0])
+    bad = Node("improve", "a", {}, parent_ids=[nodes[0].id], status="invalid", error="bad spec")
+    nodes.append(bad)
+    a = p.next(nodes, rng)
+    assert a.operator == "debug" and a.parents == [bad]
+    assert p.next(nodes, rng).operator == "improve"  # not debugged twice
+    d1 = Node("debug", "a", {}, parent_ids=[bad.id], status="failed")
+    d2 = Node("debug", "a", {}, parent_ids=[d1.id], status="failed")
+    nodes += [d1, d2]
+    assert p.next(nodes, rng).operator == "debug"  # d2 is the newest; depth 2 -> not debugged
+    assert p.next(nodes, rng).parents[0] is not d2
+
+
+def test_evolutionary_uses_crossover_after_generations():
+    p = make_policy("evolutionary", "loss", individuals_per_generation=2, crossover_prob=1.0, crossover_after=2)
+    rng = random.Random(0)
+    assert p.next(chain([1.0]), rng).operator == "draft"
+    assert p.next(chain([1.0, 2.0]), rng).operator == "improve"  # generation 1
+    a = p.next(chain([1.0, 2.0, 3.0, 4.0]), rng)
+    assert a.operator == "crossover" and a.parents[0].id != a.parents[1].id
+
+
+def test_evolutionary_tournament_prefers_better_parents():
+    p = make_policy("evolutionary", "loss", individuals_per_generation=1, crossover_prob=0.0)
+    nodes = chain([float(i) for i in range(20)])
+    picks = [p.next(nodes, random.Random(s)).parents[0].metrics["loss"] for s in range(200)]
+    assert sum(picks) / len(picks) < 6.0  # uniform choice would average 9.5
+
+
+def test_mcts_fills_root_then_descends_by_uct():
+    p = make_policy("mcts", "loss", num_children=2)
+    rng = random.Random(0)
+    assert p.next([], rng).operator == "draft"
+    good, bad = done(1.0, seq=0), done(5.0, seq=1)
+    a = p.next([good, bad], rng)
+    assert a.operator == "improve" and a.parents[0] is good  # higher mean reward, same visits
+    kids = [done(0.5, "improve", [good.id], 2), done(0.7, "improve", [good.id], 3)]
+    a = p.next([good, bad] + kids, rng)
+    assert a.operator == "improve" and a.parents[0].id in {bad.id} | {k.id for k in kids}
+
+
+def test_unknown_policy_is_a_clear_error():
+    with pytest.raises(ValueError, match="greedy"):
+        make_policy("annealing", "loss")
+    assert set(POLICIES) == {"random", "greedy", "evolutionary", "mcts"}
