@@ -1,0 +1,165 @@
+"""The coordinator: N agents propose, M workers evaluate, one process writes the journal.
+
+Each agent owns a policy and a random stream; when it is idle it asks its policy for an action,
+turns the action into a proposal through the task's operators, and the proposal becomes a node.
+Invalid and duplicate proposals are journalled with their reason (and later handed to `debug`),
+never evaluated and never fatal. Valid ones are evaluated by the executor in worker processes.
+
+Resume: nodes that were proposed but not finished are re-submitted, unless their worker left a
+result on disk while the coordinator was down, which is recorded as is. So a killed search resumed
+with the same run directory loses no finished evaluation and repeats none.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from agents.executor import JobResult, LocalExecutor
+from agents.journal import Journal, Node
+from agents.policies import Action, make_policy
+
+
+@dataclass
+class Proposal:
+    payload: dict[str, Any]
+    key: str | None = None  # dedup key; equal keys are not evaluated twice
+    error: str = ""  # non-empty: the proposal is invalid, this says why
+
+
+class Task(Protocol):
+    """What a domain (compose, design) supplies to the generic search."""
+
+    metric: str  # lower is better
+    target: str  # "module:function" the worker calls with an evaluation payload
+
+    def propose(self, action: Action, rng: random.Random) -> Proposal: ...
+
+    def job_payload(self, node: Node) -> Any: ...
+
+    def metrics(self, value: Any) -> dict[str, Any]: ...
+
+
+@dataclass
+class SearchConfig:
+    policy: str = "greedy"
+    policy_args: dict[str, Any] = field(default_factory=dict)
+    n_agents: int = 2
+    n_workers: int = 1
+    max_evals: int | None = 20  # evaluations (done + failed) in the whole search
+    max_evals_per_agent: int | None = None
+    max_proposals_per_agent: int | None = None  # includes invalid ones; guards against a stuck agent
+    time_limit_s: float | None = None  # wall clock of this invocation
+    eval_timeout_s: float | None = 1800
+    memory_mb: int | None = None
+    seed: int = 0
+
+
+class Search:
+    def __init__(self, run_dir: str | Path, task: Task, cfg: SearchConfig,
+                 executor: LocalExecutor | None = None,
+                 on_event: Callable[[str, Node], None] | None = None):
+        self.run_dir = Path(run_dir)
+        self.task = task
+        self.cfg = cfg
+        self.journal = Journal(self.run_dir / "journal.db")
+        self.executor = executor or LocalExecutor(self.run_dir, cfg.n_workers, cfg.eval_timeout_s, cfg.memory_mb)
+        self.agents = [f"agent-{i}" for i in range(cfg.n_agents)]
+        self.policies = {a: make_policy(cfg.policy, task.metric, **cfg.policy_args) for a in self.agents}
+        self.in_flight: dict[str, str] = {}  # node id -> agent id
+        self.on_event = on_event or (lambda kind, node: None)
+
+    # ------------------------------------------------------------------ budget
+
+    def evaluations(self, agent: str | None = None) -> int:
+        return sum(1 for n in self.journal.nodes(("done", "failed")) if agent is None or n.agent_id == agent)
+
+    def _agent_can_propose(self, agent: str) -> bool:
+        c = self.cfg
+        mine = [n for n in self.journal.nodes() if n.agent_id == agent]
+        if c.max_evals_per_agent is not None and sum(n.status in ("done", "failed") for n in mine) \
+                + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
+            return False
+        return c.max_proposals_per_agent is None or len(mine) < c.max_proposals_per_agent
+
+    def _budget_left(self, started: float) -> bool:
+        c = self.cfg
+        if c.time_limit_s is not None and time.time() - started >= c.time_limit_s:
+            return False
+        return c.max_evals is None or self.evaluations() + len(self.in_flight) < c.max_evals
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> Journal:
+        started = time.time()
+        self._resume()
+        try:
+            while True:
+                proposed = False
+                for agent in self.agents:
+                    if agent in self.in_flight.values() or not self._agent_can_propose(agent):
+                        continue
+                    if not self._budget_left(started):
+                        break
+                    self._step(agent)
+                    proposed = True
+                if not self.in_flight:
+                    if not proposed:
+                        break
+                    continue
+                for result in self.executor.wait():
+                    self._record(result)
+        finally:
+            self.executor.shutdown()
+        return self.journal
+
+    def _resume(self) -> None:
+        for node in self.journal.unfinished():
+            result = self.executor.finished_result(node.id)
+            self.in_flight[node.id] = node.agent_id
+            if result is not None:
+                self._record(result)
+            else:
+                self._submit(node)
+
+    def _step(self, agent: str) -> None:
+        mine = [n for n in self.journal.nodes() if n.agent_id == agent]
+        # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
+        rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
+        action = self.policies[agent].next(mine, rng)
+        try:
+            prop = self.task.propose(action, rng)
+        except Exception as e:  # noqa: BLE001  (an operator or an LLM reply gone wrong is data, not a crash)
+            prop = Proposal({}, None, f"operator {action.operator} failed: {type(e).__name__}: {e}")
+        node = Node(action.operator, agent, prop.payload, [p.id for p in action.parents], key=prop.key)
+        if not prop.error and prop.key is not None and self.journal.has_key(prop.key):
+            prop.error = f"duplicate of node {self.journal.by_key(prop.key)[0].id} (same {prop.key})"
+        if prop.error:
+            node.status, node.error, node.key = "invalid", prop.error, None
+            self.journal.add(node)
+            self.on_event("invalid", node)
+            return
+        self.journal.add(node)
+        self._submit(node)
+
+    def _submit(self, node: Node) -> None:
+        self.executor.submit(node.id, self.task.target, self.task.job_payload(node))
+        self.journal.update(node.id, status="running", started_at=time.time())
+        self.in_flight[node.id] = node.agent_id
+        self.on_event("running", self.journal.get(node.id))
+
+    def _record(self, result: JobResult) -> None:
+        self.in_flight.pop(result.job_id, None)
+        if result.ok:
+            try:
+                node = self.journal.update(result.job_id, status="done", metrics=self.task.metrics(result.value),
+                                           finished_at=time.time())
+            except Exception as e:  # noqa: BLE001  (malformed result from a worker)
+                node = self.journal.update(result.job_id, status="failed", finished_at=time.time(),
+                                           error=f"result could not be read: {type(e).__name__}: {e}")
+        else:
+            node = self.journal.update(result.job_id, status="failed", error=result.error, finished_at=time.time())
+        self.on_event(node.status, node)

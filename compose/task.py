@@ -1,0 +1,106 @@
+"""AIRA-Compose as a search task: proposals are layer patterns, evaluation is a proxy training run.
+
+The built-in operators (the `none` LLM backend) are grammar mutations and crossover from
+compose.mutations; `debug` repairs a pattern that broke a constraint. The evaluation runs in a
+worker process (compose.task:evaluate) and returns the proxy metrics; the hidden test split is
+never scored during the search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.journal import Node
+from agents.policies import Action
+from agents.search import Proposal
+from compose.mutations import crossover, mutate
+from compose.space import SearchSpace
+from models.errors import SpecError
+
+
+@dataclass
+class DataConfig:
+    source: str = "stdlib"  # "stdlib", local text files / a directory, or a hub dataset name
+    caps_mb: dict[str, float] = field(default_factory=lambda: {"train": 4.0, "val": 0.25, "test": 0.25})
+
+
+def load_data(cfg: DataConfig):
+    from compose.data import load_hf_text, load_stdlib
+
+    if cfg.source == "stdlib":
+        return load_stdlib(caps_mb=cfg.caps_mb)
+    return load_hf_text(cfg.source, caps_mb=cfg.caps_mb)
+
+
+class ComposeTask:
+    metric = "val_bpb"
+    target = "compose.task:evaluate"
+
+    def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2):
+        self.space = space
+        self.proxy = {**proxy, "eval_test": False}  # agents never see the hidden test split
+        self.data = data
+        self.max_mutations = max_mutations
+
+    def propose(self, action: Action, rng: random.Random) -> Proposal:
+        allowed = self.space.allowed
+        parents = [n.payload["pattern"] for n in action.parents]
+        if action.operator == "draft":
+            pattern, how = self.space.sample(rng), "random draft"
+        elif action.operator == "improve":
+            pattern, ops = mutate(parents[0], rng, allowed, n=rng.randint(1, self.max_mutations))
+            how = "mutations: " + ", ".join(ops)
+        elif action.operator == "crossover":
+            pattern, how = crossover(parents[0], parents[1], rng), "one-point crossover"
+        elif action.operator == "debug":
+            pattern, how = self._repair(parents[0], rng)
+        else:
+            raise ValueError(f"compose has no operator {action.operator!r}")
+        return self.check(pattern, plan=how)
+
+    def check(self, pattern: list[str], plan: str = "") -> Proposal:
+        """Validate a pattern against the space; the proposal carries the spec hash as its key."""
+        payload = {"pattern": list(pattern), "plan": plan}
+        problems = self.space.violations(list(pattern))
+        if problems:
+            return Proposal(payload, None, "; ".join(problems))
+        try:
+            spec = self.space.to_spec(pattern).validate()
+        except SpecError as e:
+            return Proposal(payload, None, str(e))
+        payload["spec"] = spec.to_dict()
+        return Proposal(payload, spec.hash())
+
+    def _repair(self, pattern: list[str], rng: random.Random) -> tuple[list[str], str]:
+        """Mutate a broken pattern until it satisfies the space; re-draft if that fails."""
+        p = [x if x in self.space.allowed else rng.choice(self.space.allowed) for x in pattern]
+        p = (p + [rng.choice(self.space.allowed) for _ in range(self.space.n_layers)])[: self.space.n_layers]
+        for _ in range(50):
+            if self.space.contains(p):
+                return p, "repaired by mutation"
+            p, _ = mutate(p, rng, self.space.allowed)
+        return self.space.sample(rng), "re-drafted: repair failed"
+
+    def job_payload(self, node: Node) -> dict[str, Any]:
+        return {"spec": node.payload["spec"], "proxy": self.proxy, "data": dataclasses.asdict(self.data)}
+
+    def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
+        keep = ("val_bpb", "val_loss", "params", "flops_per_token", "tokens", "tokens_per_s", "train_s",
+                "wall_s", "peak_mem_bytes", "loss_curve")
+        return {k: value[k] for k in keep}
+
+
+def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: train the proxy of one candidate and return its metrics."""
+    from compose.proxy import ProxyConfig, train_proxy
+    from models.spec import ArchSpec
+
+    proxy = dict(payload["proxy"])
+    if "betas" in proxy:
+        proxy["betas"] = tuple(proxy["betas"])
+    data = load_data(DataConfig(**payload["data"]))
+    result = train_proxy(ArchSpec.from_dict(payload["spec"]), data, ProxyConfig(**proxy), progress=False)
+    return result.to_dict()
