@@ -1,0 +1,106 @@
+"""`aira models ...`: list primitives, describe a spec, list presets. Argument parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from models.accounting import layer_table, summarize
+from models.errors import SpecError
+from models.presets import PRESETS, load_spec
+from models.registry import get_primitive, knobs, primitive_names
+
+
+def _si(x: float) -> str:
+    """1234567 -> '1.23M' (parameters, FLOPs)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in primitive_names():
+        cls = get_primitive(name)
+        mode = "causal/bidirectional" if cls.native_bidirectional else "causal (encoder: fwd + bwd copies)"
+        print(f"{name}  role={cls.role}  {mode}")
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        if doc:
+            print(f"    {doc[0]}")
+        for field, type_name, default, help_text in knobs(cls):
+            print(f"    {field:<14} {type_name:<22} default={default!r:<10} {help_text}")
+        print()
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    seq = args.seq_len or spec.max_seq_len
+    bpe = args.bytes_per_elem
+    rows = layer_table(spec, seq, bpe)
+    s = summarize(spec, seq, bpe)
+    print(f"{spec.name or args.spec}  hash {s.hash}  d_model {spec.d_model}  vocab {spec.vocab_size}  "
+          f"norm {spec.norm}  tied {spec.tie_embeddings}")
+    print(f"{'#':>3}  {'alias':<12} {'type':<8} {'params':>12} {'FLOPs/tok':>10} {'cache B/tok':>11} {'state B':>10}")
+    for r in rows:
+        print(f"{r.index:>3}  {r.alias:<12} {r.type:<8} {r.params:>12,} {_si(r.flops_per_token):>10} "
+              f"{r.cache_bytes_per_token:>11,} {r.state_bytes:>10,}")
+    mix = ", ".join(f"{n} {t}" for t, n in s.layer_counts.items())
+    print(f"layers: {s.n_layers} ({mix})")
+    print(f"params: {s.params:,} ({_si(s.params)}); non-embedding {s.non_embedding_params:,}")
+    print(f"FLOPs/token at seq_len {seq}: forward {_si(s.flops_per_token)} ({s.flops_per_token:.4g}), "
+          f"train {_si(s.train_flops_per_token)} ({s.train_flops_per_token:.4g})")
+    print(f"generation state ({bpe} bytes/elem): {s.cache_bytes_per_token:,} B per token (KV) + "
+          f"{s.state_bytes:,} B fixed; {_bytes(s.cache_bytes)} per sequence of {seq} tokens")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    print(f"{'name':<24} {'layers':>6} {'d_model':>7} {'params':>15}  mix")
+    for name, fn in PRESETS.items():
+        spec = fn()
+        try:
+            s = summarize(spec.validate(), 1)
+        except SpecError as e:
+            missing = str(e).splitlines()[-1].strip(" -")
+            print(f"{name:<24} {len(spec.pattern):>6} {spec.d_model:>7} {'?':>15}  ({missing})")
+            continue
+        mix = ", ".join(f"{n} {t}" for t, n in s.layer_counts.items())
+        print(f"{name:<24} {s.n_layers:>6} {spec.d_model:>7} {s.params:>15,}  {mix}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aira models", description="Primitives, specs and presets.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("list", help="registered primitives with their knobs").set_defaults(fn=cmd_list)
+    d = sub.add_parser("describe", help="layer table and totals of a spec (preset name or .yaml/.json)")
+    d.add_argument("spec", help="a preset name or a path to a .yaml / .json spec")
+    d.add_argument("--seq-len", type=_positive_int, default=None, help="context for FLOPs and caches (default: max_seq_len)")
+    d.add_argument("--bytes-per-elem", type=_positive_int, default=2, help="bytes per cached element (default 2: bf16)")
+    d.set_defaults(fn=cmd_describe)
+    sub.add_parser("presets", help="preset names with parameters and layer counts").set_defaults(fn=cmd_presets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
