@@ -17,8 +17,8 @@ Parameter counts (tied embeddings; models.accounting.count_params):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from models.errors import SpecError
 from models.spec import ArchSpec

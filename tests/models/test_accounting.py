@@ -7,8 +7,15 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.accounting import (cache_bytes, count_params, flops_per_token, layer_table, non_embedding_params,
-                               summarize, train_flops_per_token)
+from models.accounting import (
+    cache_bytes,
+    count_params,
+    flops_per_token,
+    layer_table,
+    non_embedding_params,
+    summarize,
+    train_flops_per_token,
+)
 from models.lm import CausalLM
 from models.registry import primitive_names
 from models.spec import ArchSpec

@@ -10,8 +10,15 @@ import yaml
 
 from models.accounting import cache_bytes, count_params
 from models.errors import SpecError
-from models.presets import (CONFIG_DIR, PRESETS, get_preset, load_spec, preset_names, preset_yaml,
-                            write_preset_files)
+from models.presets import (
+    CONFIG_DIR,
+    PRESETS,
+    get_preset,
+    load_spec,
+    preset_names,
+    preset_yaml,
+    write_preset_files,
+)
 from models.registry import primitive_names
 from models.spec import ArchSpec
 

@@ -12,8 +12,16 @@ from models.accounting import count_params
 from models.errors import SpecError
 from models.presets import PRESETS, get_preset
 from models.registry import primitive_names
-from models.scaling import (extrapolate, retarget_widths, scale_depth, scale_width, stack, stack_pattern,
-                            stretch, stretch_pattern)
+from models.scaling import (
+    extrapolate,
+    retarget_widths,
+    scale_depth,
+    scale_width,
+    stack,
+    stack_pattern,
+    stretch,
+    stretch_pattern,
+)
 from models.spec import ArchSpec
 
 LLAMA_1B = 1_235_814_400
