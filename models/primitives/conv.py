@@ -30,7 +30,7 @@ class ConvConfig:
 
 
 def inner_width(d_model: int, cfg: ConvConfig) -> int:
-    return int(round(cfg.expand * d_model))
+    return round(cfg.expand * d_model)
 
 
 def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -36,8 +36,8 @@ class GDNConfig:
 
 
 def _widths(d_model: int, cfg: GDNConfig) -> tuple[int, int]:
-    dk = int(round(cfg.expand_k * d_model))
-    return dk, int(round(cfg.expand_v * dk))
+    dk = round(cfg.expand_k * d_model)
+    return dk, round(cfg.expand_v * dk)
 
 
 def gdn_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
@@ -164,14 +164,14 @@ class GatedDeltaNet(Primitive):
             return [("n_heads", f"must be a positive integer, got {cfg.n_heads!r}")]
         problems = []
         dk_exact = cfg.expand_k * d_model
-        dk = int(round(dk_exact))
+        dk = round(dk_exact)
         if cfg.expand_k <= 0 or abs(dk_exact - dk) > 1e-6 or dk % cfg.n_heads:
             problems.append(("expand_k", f"expand_k * d_model must be a positive multiple of n_heads={cfg.n_heads};"
-                                         f" {cfg.expand_k} * {d_model} = {dk_exact:g}"))
+                                         + f" {cfg.expand_k} * {d_model} = {dk_exact:g}"))
         elif cfg.expand_v <= 0 or abs(cfg.expand_v * dk - round(cfg.expand_v * dk)) > 1e-6 \
                 or round(cfg.expand_v * dk) % cfg.n_heads:
             problems.append(("expand_v", f"expand_v * key width must be a positive multiple of n_heads={cfg.n_heads};"
-                                         f" {cfg.expand_v} * {dk} = {cfg.expand_v * dk:g}"))
+                                         + f" {cfg.expand_v} * {dk} = {cfg.expand_v * dk:g}"))
         if not isinstance(cfg.d_conv, int) or cfg.d_conv < 1:
             problems.append(("d_conv", f"must be a positive integer (paper: 4), got {cfg.d_conv!r}"))
         if not isinstance(cfg.chunk_size, int) or cfg.chunk_size < 1:

@@ -36,7 +36,7 @@ class GLAConfig:
 
 
 def _widths(d_model: int, cfg: GLAConfig) -> tuple[int, int]:
-    return int(round(cfg.expand_k * d_model)), int(round(cfg.expand_v * d_model))
+    return round(cfg.expand_k * d_model), round(cfg.expand_v * d_model)
 
 
 def gla_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
@@ -150,10 +150,10 @@ class GLA(Primitive):
             return [("n_heads", f"must be a positive integer, got {cfg.n_heads!r}")]
         for name in ("expand_k", "expand_v"):
             e = getattr(cfg, name)
-            w = int(round(e * d_model))
+            w = round(e * d_model)
             if e <= 0 or abs(e * d_model - w) > 1e-6 or w % cfg.n_heads:
                 problems.append((name, f"{name} * d_model must be a positive multiple of n_heads={cfg.n_heads};"
-                                       f" {e} * {d_model} = {e * d_model:g}"))
+                                       + f" {e} * {d_model} = {e * d_model:g}"))
         if not isinstance(cfg.gate_low_rank, int) or cfg.gate_low_rank < 1:
             problems.append(("gate_low_rank", f"must be a positive integer (paper: 16), got {cfg.gate_low_rank!r}"))
         if cfg.gate_logit_normalizer <= 0:
