@@ -1,0 +1,252 @@
+"""Mamba-1 selective state-space mixer (Gu & Dao 2023), laid out as transformers' MambaMixer.
+
+in_proj -> (x, z); depthwise causal conv1d + SiLU on x; x_proj -> (dt_low, B, C); dt = softplus(dt_proj(dt_low));
+per channel d and state n: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t, y_t = C_t . h_t + D x_t;
+out_proj(y * silu(z)). Parameter names match transformers so weights map 1:1 (see models/hf/mamba.py).
+
+The pure-PyTorch scan is a two-level chunked recurrence: within-chunk steps run for all chunks at once
+(a loop of chunk_size steps), chunk boundary states are carried by a loop of n_chunks steps, so a
+sequence of L tokens costs about 2*sqrt(L) Python iterations, not L, and only multiplies decays <= 1
+(no exp of positive cumulative sums, so no overflow however large dt*|A| grows). On CUDA with
+mamba_ssm installed the fused selective_scan_fn (and causal_conv1d) replaces it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.registry import Primitive, register
+
+
+@dataclass
+class MambaConfig:
+    d_state: int = field(default=16, metadata={"help": "SSM state size N per channel"})
+    d_conv: int = field(default=4, metadata={"help": "width of the depthwise causal convolution"})
+    expand: int = field(default=2, metadata={"help": "inner width = expand * d_model"})
+    dt_rank: int | None = field(default=None, metadata={"help": "rank of the dt projection; None = ceil(d_model / 16)"})
+    dt_min: float = field(default=0.001, metadata={"help": "smallest initial step size dt"})
+    dt_max: float = field(default=0.1, metadata={"help": "largest initial step size dt"})
+    dt_init_floor: float = field(default=1e-4, metadata={"help": "floor applied to the sampled initial dt"})
+    conv_bias: bool = field(default=True, metadata={"help": "bias on the depthwise convolution"})
+    bias: bool = field(default=False, metadata={"help": "biases on in_proj and out_proj"})
+    chunk_size: int | None = field(default=None, metadata={
+        "help": "steps per chunk of the CPU scan; None = about sqrt(seq_len). Speed only, same numbers"})
+
+
+def dt_rank_of(d_model: int, cfg: MambaConfig) -> int:
+    return cfg.dt_rank if cfg.dt_rank is not None else math.ceil(d_model / 16)
+
+
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+def sample_dt(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
+    """Initial step sizes, log-uniform in [dt_min, dt_max] and at least `floor` (Mamba's init)."""
+    u = torch.rand(n)
+    return torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+
+
+def causal_conv(conv: nn.Conv1d, x: torch.Tensor, state: dict | None, key: str = "conv") -> torch.Tensor:
+    """Depthwise causal conv1d + SiLU over x (batch, seq, channels); keeps the last d_conv-1 inputs in state[key]."""
+    k = conv.kernel_size[0]
+    xt = x.transpose(1, 2)
+    if state is not None:
+        prev = state.get(key)
+        if prev is None:
+            prev = xt.new_zeros(xt.shape[0], xt.shape[1], k - 1)
+        xt = torch.cat([prev.to(xt.dtype), xt], dim=-1)
+        state[key] = xt[..., xt.shape[-1] - (k - 1):].detach().to(conv.weight.dtype).clone()
+    else:
+        # Pad explicitly rather than with conv padding so the conv computes exactly seq outputs.
+        xt = F.pad(xt, (k - 1, 0))
+    fast = _cuda_conv() if x.is_cuda else None
+    if fast is not None and state is None:
+        y = fast(xt[..., k - 1:].contiguous(), conv.weight.squeeze(1), conv.bias, activation="silu")
+    else:
+        y = F.silu(F.conv1d(xt, conv.weight, conv.bias, groups=conv.groups))
+    return y.transpose(1, 2)
+
+
+def _auto_chunk(seq_len: int) -> int:
+    return max(1, min(seq_len, 1 << round(math.log2(max(1.0, math.sqrt(seq_len))))))
+
+
+def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   h0: torch.Tensor | None = None, chunk_size: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-1 selective scan in fp32 without the D skip: returns y (b, L, d) and the final state (b, d, n).
+
+    x, dt: (b, L, d) with dt already positive (after softplus); A: (d, n) (negative); B, C: (b, L, n);
+    h0: (b, d, n) state before the first token (zeros when None).
+    """
+    b, L, d = x.shape
+    n = A.shape[1]
+    T = min(L, chunk_size or _auto_chunk(L))
+    nc = -(-L // T)
+    pad = nc * T - L
+    x, dt, B, C, A = x.float(), dt.float(), B.float(), C.float(), A.float()
+    X = dt * x
+    if pad:  # dt = 0 and input 0 on padded steps: the state passes through unchanged
+        X, dt, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (X, dt, B, C))
+
+    def steps(t: torch.Tensor) -> torch.Tensor:
+        # (b, nc*T, c) -> (T, b, nc, c) contiguous, so each step is a contiguous slab (cheap unbind backward)
+        return t.view(b, nc, T, t.shape[-1]).permute(2, 0, 1, 3).contiguous()
+
+    X, dts, B, C = steps(X), steps(dt), steps(B), steps(C)
+    h = x.new_zeros(b, d, n) if h0 is None else h0.float()
+    if nc > 1:
+        # Pass 1: each chunk's end state from a zero start (all but the last chunk), then carry across chunks.
+        Xp, dtp, Bp = X[:, :, :-1], dts[:, :, :-1], B[:, :, :-1]
+        s = None
+        for Xj, dtj, Bj in zip(Xp.unbind(0), dtp.unbind(0), Bp.unbind(0)):
+            u = Xj.unsqueeze(-1) * Bj.unsqueeze(-2)
+            s = u if s is None else torch.addcmul(u, torch.exp(dtj.unsqueeze(-1) * A), s)
+        decay = torch.exp(dtp.sum(0).unsqueeze(-1) * A)  # (b, nc-1, d, n): product of the chunk's decays
+        starts = [h]
+        for dc, sc in zip(decay.unbind(1), s.unbind(1)):
+            starts.append(torch.addcmul(sc, dc, starts[-1]))
+        s = torch.stack(starts, dim=1)
+    else:
+        s = h.unsqueeze(1)
+    # Pass 2: every chunk from its true start state, reading out y as it goes.
+    ys = []
+    for Xj, dtj, Bj, Cj in zip(X.unbind(0), dts.unbind(0), B.unbind(0), C.unbind(0)):
+        s = torch.addcmul(Xj.unsqueeze(-1) * Bj.unsqueeze(-2), torch.exp(dtj.unsqueeze(-1) * A), s)
+        ys.append((s * Cj.unsqueeze(-2)).sum(-1))
+    y = torch.stack(ys, dim=2).reshape(b, nc * T, d)[:, :L]
+    return y, s[:, -1]
+
+
+_FAST: dict[str, object] = {}
+
+
+def _cuda_scan():
+    if "scan" not in _FAST:
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except Exception:  # not installed, or its CUDA extension does not load
+            selective_scan_fn = None
+        _FAST["scan"] = selective_scan_fn
+    return _FAST["scan"]
+
+
+def _cuda_conv():
+    if "conv" not in _FAST:
+        try:
+            from causal_conv1d import causal_conv1d_fn
+        except Exception:
+            causal_conv1d_fn = None
+        _FAST["conv"] = causal_conv1d_fn
+    return _FAST["conv"]
+
+
+@register
+class Mamba(Primitive):
+    name = "mamba"
+    Config = MambaConfig
+    role = "sequence"
+    native_bidirectional = False
+
+    def __init__(self, d_model: int, cfg: MambaConfig, causal: bool = True):
+        super().__init__(d_model, cfg, causal)
+        di, n, r = cfg.expand * d_model, cfg.d_state, dt_rank_of(d_model, cfg)
+        self.d_inner, self.dt_rank = di, r
+        self.in_proj = nn.Linear(d_model, 2 * di, bias=cfg.bias)
+        self.conv1d = nn.Conv1d(di, di, cfg.d_conv, groups=di, bias=cfg.conv_bias)
+        self.x_proj = nn.Linear(di, r + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(r, di, bias=True)
+        self.A_log = nn.Parameter(torch.empty(di, n))
+        self.D = nn.Parameter(torch.empty(di))
+        self.out_proj = nn.Linear(di, d_model, bias=cfg.bias)
+        self._init_ssm()
+
+    @torch.no_grad()
+    def _init_ssm(self) -> None:
+        cfg = self.cfg
+        self.A_log.copy_(torch.log(torch.arange(1, cfg.d_state + 1, dtype=torch.float32)).expand_as(self.A_log))
+        self.D.fill_(1.0)
+        bound = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -bound, bound)
+        dt = sample_dt(self.d_inner, cfg.dt_min, cfg.dt_max, cfg.dt_init_floor)
+        self.dt_proj.bias.copy_(inverse_softplus(dt))
+
+    def init_weights(self, std: float) -> None:
+        super().init_weights(std)
+        self.conv1d.reset_parameters()
+        self._init_ssm()
+
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        xs, z = self.in_proj(x).chunk(2, dim=-1)
+        xs = causal_conv(self.conv1d, xs, state)
+        dt_low, B, C = self.x_proj(xs).split([self.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        dt_lin = F.linear(dt_low, self.dt_proj.weight)
+        A = -torch.exp(self.A_log.float())
+        h0 = None if state is None else state.get("ssm")
+        fast = _cuda_scan() if x.is_cuda and h0 is None else None
+        if fast is not None:
+            out = fast(xs.transpose(1, 2).contiguous(), dt_lin.transpose(1, 2).contiguous(), A,
+                       B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
+                       z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
+                       delta_softplus=True, return_last_state=state is not None)
+            y, h = out if state is not None else (out, None)
+            y = y.transpose(1, 2)
+        else:
+            with torch.autocast(x.device.type, enabled=False):
+                dt = F.softplus(dt_lin.float() + self.dt_proj.bias.float())
+                y, h = selective_scan(xs, dt, A, B, C, h0, cfg.chunk_size)
+                y = (y + xs.float() * self.D.float()) * F.silu(z.float())
+        if state is not None:
+            state["ssm"] = h.detach().to(self.A_log.dtype)
+        return self.out_proj(y.to(x.dtype))
+
+    # ------------------------------------------------------------------ formulas
+
+    @classmethod
+    def check(cls, d_model: int, cfg: MambaConfig) -> list[tuple[str, str]]:
+        problems = []
+        for name in ("d_state", "d_conv", "expand"):
+            if getattr(cfg, name) <= 0:
+                problems.append((name, f"must be a positive integer, got {getattr(cfg, name)}"))
+        if cfg.dt_rank is not None and cfg.dt_rank <= 0:
+            problems.append(("dt_rank", f"must be a positive integer or None, got {cfg.dt_rank}"))
+        if cfg.chunk_size is not None and cfg.chunk_size <= 0:
+            problems.append(("chunk_size", f"must be a positive integer or None, got {cfg.chunk_size}"))
+        if not 0 < cfg.dt_min <= cfg.dt_max:
+            problems.append(("dt_min", f"need 0 < dt_min <= dt_max, got {cfg.dt_min} and {cfg.dt_max}"))
+        if cfg.dt_init_floor < 0:
+            problems.append(("dt_init_floor", f"must be >= 0, got {cfg.dt_init_floor}"))
+        return problems
+
+    @classmethod
+    def param_count(cls, d_model: int, cfg: MambaConfig) -> int:
+        di, n, r, k = cfg.expand * d_model, cfg.d_state, dt_rank_of(d_model, cfg), cfg.d_conv
+        total = d_model * 2 * di + di * k + di * (r + 2 * n) + r * di + di + di * n + di + di * d_model
+        if cfg.conv_bias:
+            total += di
+        if cfg.bias:
+            total += 2 * di + d_model
+        return total
+
+    @classmethod
+    def flops_per_token(cls, d_model: int, cfg: MambaConfig, seq_len: int) -> float:
+        """Weight matmuls (in_proj, x_proj, dt_proj, out_proj) and the depthwise conv, 2 FLOPs per MAC.
+
+        The selective scan itself is elementwise (about 9 * d_inner * d_state FLOPs per token: discretise,
+        update, read out) and, as for other elementwise work, is not counted.
+        """
+        di, n, r, k = cfg.expand * d_model, cfg.d_state, dt_rank_of(d_model, cfg), cfg.d_conv
+        return 2.0 * (d_model * 2 * di + di * k + di * (r + 2 * n) + r * di + di * d_model)
+
+    @classmethod
+    def cache_bytes(cls, d_model: int, cfg: MambaConfig, seq_len: int, bytes_per_elem: int = 2) -> int:
+        """Conv window (d_inner x (d_conv-1)) plus SSM state (d_inner x d_state); independent of seq_len."""
+        di = cfg.expand * d_model
+        return int((di * (cfg.d_conv - 1) + di * cfg.d_state) * bytes_per_elem)
