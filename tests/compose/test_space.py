@@ -26,7 +26,7 @@ def test_violations_name_the_broken_constraint():
 
 def test_parameter_budget_is_enforced():
     pytest.importorskip("models.accounting")
-    s = space(max_params=40_000)
+    s = space(max_params=200_000)
     small, big = s.violations(["mlp"] * 8), space(max_params=1000).violations(["mlp"] * 8)
     assert small == [] and "exceed the proxy budget" in big[0]
 
