@@ -12,7 +12,6 @@ mamba_chunk_scan_combined replaces it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -119,7 +118,7 @@ def _cuda_chunk_scan():
     if "scan" not in _FAST:
         try:
             from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
-        except Exception:  # not installed, or no GPU build
+        except (ImportError, OSError, RuntimeError):  # not installed, or no GPU build
             mamba_chunk_scan_combined = None
         _FAST["scan"] = mamba_chunk_scan_combined
     return _FAST["scan"]
@@ -271,5 +270,5 @@ class Mamba2(Primitive):
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: Mamba2Config, seq_len: int, bytes_per_elem: int = 2) -> int:
         """Conv window (conv channels x (d_conv-1)) plus SSM state (heads x head_dim x d_state); fixed size."""
-        di, h, conv_dim = _dims(d_model, cfg)
+        _, h, conv_dim = _dims(d_model, cfg)
         return int((conv_dim * (cfg.d_conv - 1) + h * cfg.head_dim * cfg.d_state) * bytes_per_elem)

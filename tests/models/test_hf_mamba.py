@@ -7,8 +7,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from models.generate import new_states  # noqa: E402
-from models.hf.mamba import from_hf_mamba, from_hf_mamba2  # noqa: E402
+from models.generate import new_states
+from models.hf.mamba import from_hf_mamba, from_hf_mamba2
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -51,7 +51,7 @@ def ssd_recurrence(x, dt, A, B, C, h0=None):
     return torch.stack(ys, 1), s
 
 
-@pytest.mark.parametrize("L,chunk", [(1, None), (17, 4), (33, 8), (40, None), (23, 64)])
+@pytest.mark.parametrize("L,chunk", [(1, 64), (17, 4), (33, 8), (40, 64), (23, 64), (70, 64)])
 @pytest.mark.parametrize("with_h0", [False, True])
 def test_mamba1_chunked_scan_equals_recurrence(L, chunk, with_h0):
     b, d, n = 2, 6, 5
