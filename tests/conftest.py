@@ -1,11 +1,8 @@
-import os
-
 import pytest
 import torch
 
-# Two cores, two xdist workers: one intra-op thread each avoids oversubscription.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+# Tiny test models: one intra-op thread is faster than two and avoids oversubscribing xdist workers.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,7 @@
+"""`python -m compose ...` = `aira compose ...`."""
+
+import sys
+
+from compose.cli import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""The proxy evaluator: train one small LM of a spec on a token budget and report its bits per byte.
+
+This is what the architecture search calls for every candidate, so everything that decides a score
+is fixed by (spec, data, ProxyConfig): seed, batch stream, LR schedule (scaled to the token budget),
+evaluation windows. Same inputs on the same machine and thread count give the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from compose.data import TokenData
+from models.errors import SpecError
+from models.lm import CausalLM, bits_per_byte, build_lm
+from models.spec import ArchSpec
+
+
+class ProxyError(ValueError):
+    """A proxy run that cannot start or did not finish (bad config, diverged). Says what to change."""
+
+
+@dataclass
+class ProxyConfig:
+    tokens: int = 300_000  # training tokens; steps = ceil(tokens / (batch_size * seq_len))
+    seq_len: int = 256
+    batch_size: int = 16
+    lr: float = 3e-3  # peak
+    warmup_frac: float = 0.05  # of the steps, linear from lr/warmup_steps to lr
+    min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac at the last step
+    weight_decay: float = 0.1  # on matrices and embeddings only (not norms or biases)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    seed: int = 0
+    eval_tokens: int = 65_536  # per split, from the start of the split, in whole windows
+    eval_batch_size: int = 32
+    eval_test: bool = True  # False during a search: the hidden test split is scored only for the final ranking
+    device: str = "auto"  # auto: cuda when available, else cpu
+    dtype: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
+    threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    log_points: int = 200  # at most this many (tokens, loss) points in the loss curve
+
+    def steps(self) -> int:
+        return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
+
+    def check(self) -> "ProxyConfig":
+        problems = []
+        for name in ("tokens", "seq_len", "batch_size", "eval_tokens", "eval_batch_size", "log_points"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                problems.append(f"{name}: must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            problems.append(f"lr: must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_frac < 1:
+            problems.append(f"warmup_frac: must be in [0, 1), got {self.warmup_frac}")
+        if not 0 <= self.min_lr_frac <= 1:
+            problems.append(f"min_lr_frac: must be in [0, 1], got {self.min_lr_frac}")
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            problems.append(f"dtype: {self.dtype!r} is not one of auto, fp32, bf16")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
+            problems.append(f"threads: must be a positive integer or None, got {self.threads!r}")
+        if problems:
+            raise ProxyError("invalid proxy config:\n  - " + "\n  - ".join(problems))
+        return self
+
+
+@dataclass
+class ProxyResult:
+    spec_hash: str
+    spec_name: str
+    val_bpb: float
+    val_loss: float  # nats per token
+    test_bpb: float | None
+    test_loss: float | None
+    loss_curve: list[tuple[int, float]]  # (training tokens seen before the step, train loss of the step)
+    params: int
+    flops_per_token: float  # forward FLOPs per token at seq_len (training ~3x)
+    tokens: int  # training tokens actually seen
+    steps: int
+    tokens_per_s: float  # training throughput (evaluation excluded)
+    train_s: float
+    wall_s: float  # model build + training + evaluation
+    peak_mem_bytes: int  # CUDA max allocated, or the process's peak RSS on CPU
+    device: str
+    dtype: str
+    data: str
+    data_fingerprint: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ProxyError(f"device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ProxyError("device: cuda was asked for but no CUDA device is available; use --device cpu")
+    return dev
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU does bf16 math in hardware (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    if dtype != "auto":
+        return dtype
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def lr_at(step: int, steps: int, cfg: ProxyConfig) -> float:
+    """Learning rate of step `step` (0-based) of `steps`: linear warmup, then cosine to lr * min_lr_frac."""
+    warmup = round(cfg.warmup_frac * steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    decay_steps = steps - warmup - 1
+    progress = (step - warmup) / decay_steps if decay_steps > 0 else 0.0
+    lo = cfg.lr * cfg.min_lr_frac
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def spec_flops_per_token(spec: ArchSpec, seq_len: int) -> float:
+    """Forward FLOPs per token: models.accounting when present, else the primitives' own formulas + LM head."""
+    try:
+        from models.accounting import flops_per_token
+    except ImportError:
+        layers = sum(pcls.flops_per_token(spec.d_model, cfg, seq_len) for _, pcls, cfg in spec.layers())
+        return float(layers + 2 * spec.d_model * spec.vocab_size)
+    return float(flops_per_token(spec, seq_len))
+
+
+def _optimizer(model: CausalLM, cfg: ProxyConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=device.type == "cuda")
+
+
+def _autocast(device: torch.device, dtype: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+@torch.no_grad()
+def evaluate(model: CausalLM, data: TokenData, split: str, seq_len: int, max_tokens: int,
+             batch_size: int = 32, dtype: str = "fp32") -> tuple[float, float]:
+    """(mean loss in nats per token, bits per byte) over the split's fixed eval windows."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in data.eval_windows(split, seq_len, batch_size, max_tokens):
+            x, y = x.to(device), y.to(device)
+            with _autocast(device, dtype):
+                loss = model(x, y).loss
+            total += float(loss) * y.numel()
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    mean = total / count
+    # Byte-level tokens: one token is one byte of text.
+    return mean, bits_per_byte(mean, count, count)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train_proxy(spec: ArchSpec, data: TokenData, cfg: ProxyConfig | None = None, progress: bool = True
+                ) -> ProxyResult:
+    """Train a fresh model of `spec` on data's train split for cfg.tokens tokens; score val (and test)."""
+    cfg = (cfg or ProxyConfig()).check()
+    spec = spec.validate()
+    if spec.vocab_size != data.vocab_size:
+        raise SpecError(f"vocab_size: the spec has {spec.vocab_size} but the data {data.name!r} is byte-level "
+                        f"with {data.vocab_size} symbols; set vocab_size: {data.vocab_size} in the spec")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ProxyError("dtype: this GPU has no bf16 support; use --dtype fp32")
+
+    old_threads = torch.get_num_threads()
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(spec, data, cfg, device, dtype, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.device, dtype: str,
+           progress: bool) -> ProxyResult:
+    t_start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(cfg.seed)
+    model = build_lm(spec).to(device)
+    model.train()
+    opt = _optimizer(model, cfg, device)
+    steps = cfg.steps()
+    batch_tokens = cfg.batch_size * cfg.seq_len
+    log_every = max(1, math.ceil(steps / cfg.log_points))
+    batches = data.batches(cfg.seq_len, cfg.batch_size, seed=cfg.seed, split="train")
+    curve: list[tuple[int, float]] = []
+
+    bar = tqdm(total=steps, desc=f"proxy {spec.name or spec.hash()}", unit="step", leave=False,
+               disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+    t_train = time.perf_counter()
+    for step in range(steps):
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, cfg)
+        with _autocast(device, dtype):
+            loss = model(x, y).loss
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % log_every == 0 or step == steps - 1:
+            value = float(loss.detach())  # syncs the device, so only on logged steps
+            if not math.isfinite(value):
+                bar.close()
+                raise ProxyError(f"training diverged: loss is {value} at step {step} of {steps} "
+                                 f"(spec {spec.hash()}); lower the learning rate (lr={cfg.lr}) or check the spec")
+            curve.append((step * batch_tokens, value))
+            bar.set_postfix(loss=f"{value:.3f}", bpb=f"{value / math.log(2):.3f}", refresh=False)
+        bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_s = time.perf_counter() - t_train
+    bar.close()
+
+    val_loss, val_bpb = evaluate(model, data, "val", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size, dtype)
+    if not math.isfinite(val_loss):
+        raise ProxyError(f"validation loss is {val_loss} (spec {spec.hash()}); lower the learning rate (lr={cfg.lr})")
+    test_loss = test_bpb = None
+    if cfg.eval_test:
+        test_loss, test_bpb = evaluate(model, data, "test", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size,
+                                       dtype)
+
+    cfg_dict = dataclasses.asdict(cfg)
+    cfg_dict["betas"] = list(cfg.betas)
+    return ProxyResult(
+        spec_hash=spec.hash(), spec_name=spec.name, val_bpb=val_bpb, val_loss=val_loss,
+        test_bpb=test_bpb, test_loss=test_loss, loss_curve=curve, params=model.num_params(),
+        flops_per_token=spec_flops_per_token(spec, cfg.seq_len), tokens=steps * batch_tokens, steps=steps,
+        tokens_per_s=steps * batch_tokens / train_s, train_s=train_s, wall_s=time.perf_counter() - t_start,
+        peak_mem_bytes=_peak_memory(device), device=str(device), dtype=dtype, data=data.name,
+        data_fingerprint=data.fingerprint(), config=cfg_dict,
+    )
