@@ -281,7 +281,7 @@ def load_hf_text(source: str | Sequence[str], config: str | None = None, text_fi
             ds = datasets.load_dataset(source, config, streaming=True if streaming is None else streaming,
                                        cache_dir=hf_dir)
             name = f"hf:{source}" + (f"/{config}" if config else "")
-    except Exception as e:  # datasets raises many types (FileNotFoundError, ConnectionError, ValueError)
+    except Exception as e:  # noqa: BLE001  (datasets raises many types: FileNotFoundError, ConnectionError, ...)
         raise DataError(f"could not load {source!r} with datasets.load_dataset: {type(e).__name__}: {e}") from None
 
     available = list(ds.keys())

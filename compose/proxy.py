@@ -53,7 +53,7 @@ class ProxyConfig:
     def steps(self) -> int:
         return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
 
-    def check(self) -> "ProxyConfig":
+    def check(self) -> ProxyConfig:
         problems = []
         for name in ("tokens", "seq_len", "batch_size", "eval_tokens", "eval_batch_size", "log_points"):
             v = getattr(self, name)

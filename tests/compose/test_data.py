@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from compose.data import (DataError, TokenData, load_data, load_hf_text, load_stdlib, split_of, stdlib_files)
+from compose.data import DataError, TokenData, load_data, load_hf_text, load_stdlib, split_of, stdlib_files
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ def tiny_spec(**kw):
 
 
 def tiny_cfg(**kw):
-    base = dict(tokens=20_480, seq_len=64, batch_size=8, lr=1e-2, eval_tokens=4096, threads=1)
+    base = {"tokens": 20_480, "seq_len": 64, "batch_size": 8, "lr": 1e-2, "eval_tokens": 4096, "threads": 1}
     return ProxyConfig(**{**base, **kw})
 
 
