@@ -11,15 +11,6 @@ from models.generate import new_states
 from models.hf.mamba import from_hf_mamba, from_hf_mamba2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds spin-wait (badly so on a loaded 2-core box).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _perturb(model: torch.nn.Module) -> None:
     # HF init leaves D = 1, zero conv bias, unit norms: move everything so a mis-mapped tensor shows up.
     g = torch.Generator().manual_seed(7)

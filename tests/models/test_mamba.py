@@ -15,15 +15,6 @@ from models.primitives.mamba2 import Mamba2, Mamba2Config, ssd_scan
 from models.spec import ArchSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds spin-wait (badly so on a loaded 2-core box).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def mamba1_recurrence(x, dt, A, B, C, h0=None):
     """h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t; y_t = h_t C_t, one token at a time (float64)."""
     b, L, d = x.shape

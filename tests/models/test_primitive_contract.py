@@ -75,14 +75,6 @@ CASES = _cases()
 IDS = [alias for alias, _ in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tensors here are tiny: intra-op threads only add spin-wait, badly so on a loaded 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_spec(alias: str, entry: dict) -> ArchSpec:
     type_name = entry["type"]
