@@ -125,7 +125,7 @@ class LocalExecutor:
             job_id = self._queue.popleft()
             d = self.job_dir(job_id)
             timeout = json.loads((d / "job.json").read_text()).get("timeout_s")
-            stderr = open(d / "stderr.log", "wb")
+            stderr = open(d / "stderr.log", "wb")  # noqa: SIM115 (closed when the job is reaped)
             proc = subprocess.Popen([sys.executable, "-m", "agents.worker", str(d)], stdout=stderr,
                                     stderr=stderr, stdin=subprocess.DEVNULL, env=self.env,
                                     start_new_session=True)  # own process group: a timeout kills children too

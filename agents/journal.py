@@ -12,9 +12,10 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 STATUSES = ("pending", "running", "done", "failed", "invalid")
 TERMINAL = ("done", "failed", "invalid")
@@ -78,7 +79,7 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

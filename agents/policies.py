@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from agents.journal import Node
 
 
 @dataclass
 class Action:
-    operator: str  # draft | improve | debug | crossover
+    operator: str  # draft | improve | debug | crossover | analyze | suggest
     parents: list[Node] = field(default_factory=list)
+    # `suggest` only: a point chosen by a model-based policy (e.g. TPE) in the task's parameter space.
+    params: dict | None = None
+    # Filled by the coordinator, read by operators that write prompts: agent id, leaderboard, budget.
+    context: dict = field(default_factory=dict)
 
 
 def _score(node: Node, metric: str) -> float | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from agents.executor import JobResult, LocalExecutor
 from agents.journal import Journal, Node
@@ -56,6 +57,7 @@ class SearchConfig:
     eval_timeout_s: float | None = 1800
     memory_mb: int | None = None
     seed: int = 0
+    leaderboard_size: int = 10  # top nodes handed to operators in Action.context
 
 
 class Search:
@@ -130,6 +132,7 @@ class Search:
         # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
         rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
         action = self.policies[agent].next(mine, rng)
+        action.context = self._context(agent, mine)
         try:
             prop = self.task.propose(action, rng)
         except Exception as e:  # noqa: BLE001  (an operator or an LLM reply gone wrong is data, not a crash)
@@ -144,6 +147,12 @@ class Search:
             return
         self.journal.add(node)
         self._submit(node)
+
+    def _context(self, agent: str, mine: list[Node]) -> dict[str, Any]:
+        """What an operator may show an agent besides the parents: the shared leaderboard and budget."""
+        return {"agent": agent, "step": len(mine), "evaluations": self.evaluations(),
+                "max_evals": self.cfg.max_evals,
+                "leaderboard": self.journal.best(self.task.metric, n=self.cfg.leaderboard_size)}
 
     def _submit(self, node: Node) -> None:
         self.executor.submit(node.id, self.task.target, self.task.job_payload(node))

@@ -35,14 +35,23 @@ def load_data(cfg: DataConfig):
     return load_hf_text(cfg.source, caps_mb=cfg.caps_mb)
 
 
+# The proxy tasks a candidate can be scored on, and the metric (lower is better) each one ranks by.
+PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error"}
+
+
 class ComposeTask:
-    metric = "val_bpb"
     target = "compose.task:evaluate"
 
-    def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2):
+    def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
+                 kind: str = "text", mad: dict[str, Any] | None = None):
+        if kind not in PROXY_METRICS:
+            raise ValueError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
+        self.kind = kind
+        self.metric = PROXY_METRICS[kind]
         self.proxy = {**proxy, "eval_test": False}  # agents never see the hidden test split
         self.data = data
+        self.mad = dict(mad or {})  # compose.mad.MADConfig fields, for kind == "mad"
         self.max_mutations = max_mutations
 
     def propose(self, action: Action, rng: random.Random) -> Proposal:
@@ -85,9 +94,16 @@ class ComposeTask:
         return self.space.sample(rng), "re-drafted: repair failed"
 
     def job_payload(self, node: Node) -> dict[str, Any]:
-        return {"spec": node.payload["spec"], "proxy": self.proxy, "data": dataclasses.asdict(self.data)}
+        if self.kind == "mad":
+            return {"kind": "mad", "spec": node.payload["spec"], "mad": self.mad}
+        return {"kind": "text", "spec": node.payload["spec"], "proxy": self.proxy,
+                "data": dataclasses.asdict(self.data)}
 
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
+        if self.metric not in value:
+            raise KeyError(f"the worker's result has no {self.metric!r}")
+        if self.kind == "mad":
+            return dict(value)
         keep = ("val_bpb", "val_loss", "params", "flops_per_token", "tokens", "tokens_per_s", "train_s",
                 "wall_s", "peak_mem_bytes", "loss_curve")
         return {k: value[k] for k in keep}
@@ -95,8 +111,14 @@ class ComposeTask:
 
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: train the proxy of one candidate and return its metrics."""
-    from compose.proxy import ProxyConfig, train_proxy
     from models.spec import ArchSpec
+
+    if payload.get("kind", "text") == "mad":
+        from compose.mad import MADConfig, evaluate_mad
+
+        return evaluate_mad(ArchSpec.from_dict(payload["spec"]), MADConfig(**payload["mad"]))
+
+    from compose.proxy import ProxyConfig, train_proxy
 
     proxy = dict(payload["proxy"])
     if "betas" in proxy:
