@@ -99,11 +99,12 @@ class LocalExecutor:
         self._fill()
         return done
 
-    def wait(self, poll_s: float = 0.05) -> list[JobResult]:
-        """Block until at least one job ends (or nothing is left to run)."""
+    def wait(self, poll_s: float = 0.05, stop_after_s: float | None = None) -> list[JobResult]:
+        """Block until at least one job ends, nothing is left to run, or `stop_after_s` has passed."""
+        deadline = None if stop_after_s is None else time.time() + stop_after_s
         while self._running or self._queue:
             done = self.poll()
-            if done:
+            if done or (deadline is not None and time.time() >= deadline):
                 return done
             time.sleep(poll_s)
         return []

@@ -5,6 +5,9 @@ turns the action into a proposal through the task's operators, and the proposal 
 Invalid and duplicate proposals are journalled with their reason (and later handed to `debug`),
 never evaluated and never fatal. Valid ones are evaluated by the executor in worker processes.
 
+Hidden metrics: any metric whose name starts with `test_` (a hidden test split) is stored in the
+journal for the final ranking but stripped from every node a policy or an operator sees.
+
 Resume: nodes that were proposed but not finished are re-submitted, unless their worker left a
 result on disk while the coordinator was down, which is recorded as is. So a killed search resumed
 with the same run directory loses no finished evaluation and repeats none.
@@ -12,6 +15,7 @@ with the same run directory loses no finished evaluation and repeats none.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -21,7 +25,7 @@ from typing import Any, Protocol
 
 from agents.executor import JobResult, LocalExecutor
 from agents.journal import Journal, Node
-from agents.policies import Action, make_policy
+from agents.policies import POLICIES, Action, make_policy
 
 
 @dataclass
@@ -29,6 +33,17 @@ class Proposal:
     payload: dict[str, Any]
     key: str | None = None  # dedup key; equal keys are not evaluated twice
     error: str = ""  # non-empty: the proposal is invalid, this says why
+
+
+HIDDEN_PREFIX = "test_"
+
+
+def visible(node: Node) -> Node:
+    """The node as agents may see it: without hidden (`test_`) metrics."""
+    if not any(k.startswith(HIDDEN_PREFIX) for k in node.metrics):
+        return node
+    return dataclasses.replace(node, metrics={k: v for k, v in node.metrics.items()
+                                              if not k.startswith(HIDDEN_PREFIX)})
 
 
 class Task(Protocol):
@@ -53,7 +68,7 @@ class SearchConfig:
     max_evals: int | None = 20  # evaluations (done + failed) in the whole search
     max_evals_per_agent: int | None = None
     max_proposals_per_agent: int | None = None  # includes invalid ones; guards against a stuck agent
-    time_limit_s: float | None = None  # wall clock of this invocation
+    time_limit_s: float | None = None  # wall clock of the whole search, summed over resumed invocations
     eval_timeout_s: float | None = 1800
     memory_mb: int | None = None
     seed: int = 0
@@ -70,9 +85,15 @@ class Search:
         self.journal = Journal(self.run_dir / "journal.db")
         self.executor = executor or LocalExecutor(self.run_dir, cfg.n_workers, cfg.eval_timeout_s, cfg.memory_mb)
         self.agents = [f"agent-{i}" for i in range(cfg.n_agents)]
-        self.policies = {a: make_policy(cfg.policy, task.metric, **cfg.policy_args) for a in self.agents}
+        policy_args = dict(cfg.policy_args)
+        if getattr(POLICIES.get(cfg.policy), "needs_param_space", False):  # model-based policies (tpe)
+            if not hasattr(task, "param_space"):
+                raise ValueError(f"policy {cfg.policy!r} needs a task with param_space(); choose another policy")
+            policy_args["param_space"] = task.param_space()
+        self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         self.in_flight: dict[str, str] = {}  # node id -> agent id
         self.on_event = on_event or (lambda kind, node: None)
+        self._elapsed_before, self._started = 0.0, 0.0
 
     # ------------------------------------------------------------------ budget
 
@@ -87,16 +108,24 @@ class Search:
             return False
         return c.max_proposals_per_agent is None or len(mine) < c.max_proposals_per_agent
 
-    def _budget_left(self, started: float) -> bool:
+    def elapsed(self) -> float:
+        """Wall clock spent by this search so far, earlier (resumed) invocations included."""
+        return self._elapsed_before + (time.time() - self._started if self._started else 0.0)
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.time_limit_s is not None and self.elapsed() >= self.cfg.time_limit_s
+
+    def _budget_left(self) -> bool:
         c = self.cfg
-        if c.time_limit_s is not None and time.time() - started >= c.time_limit_s:
+        if self._out_of_time():
             return False
         return c.max_evals is None or self.evaluations() + len(self.in_flight) < c.max_evals
 
     # ------------------------------------------------------------------ loop
 
     def run(self) -> Journal:
-        started = time.time()
+        self._elapsed_before = float(self.journal.meta("elapsed_s", 0.0))
+        self._started = time.time()
         self._resume()
         try:
             while True:
@@ -104,7 +133,7 @@ class Search:
                 for agent in self.agents:
                     if agent in self.in_flight.values() or not self._agent_can_propose(agent):
                         continue
-                    if not self._budget_left(started):
+                    if not self._budget_left():
                         break
                     self._step(agent)
                     proposed = True
@@ -112,11 +141,17 @@ class Search:
                     if not proposed:
                         break
                     continue
-                for result in self.executor.wait():
+                for result in self.executor.wait(stop_after_s=self._time_left()):
                     self._record(result)
+                if self._out_of_time():
+                    break  # running evaluations are abandoned; their nodes are re-run on resume
         finally:
             self.executor.shutdown()
+            self.journal.set_meta("elapsed_s", self.elapsed())
         return self.journal
+
+    def _time_left(self) -> float | None:
+        return None if self.cfg.time_limit_s is None else max(0.0, self.cfg.time_limit_s - self.elapsed())
 
     def _resume(self) -> None:
         for node in self.journal.unfinished():
@@ -128,7 +163,7 @@ class Search:
                 self._submit(node)
 
     def _step(self, agent: str) -> None:
-        mine = [n for n in self.journal.nodes() if n.agent_id == agent]
+        mine = [visible(n) for n in self.journal.nodes() if n.agent_id == agent]
         # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
         rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
         action = self.policies[agent].next(mine, rng)
@@ -152,7 +187,7 @@ class Search:
         """What an operator may show an agent besides the parents: the shared leaderboard and budget."""
         return {"agent": agent, "step": len(mine), "evaluations": self.evaluations(),
                 "max_evals": self.cfg.max_evals,
-                "leaderboard": self.journal.best(self.task.metric, n=self.cfg.leaderboard_size)}
+                "leaderboard": [visible(n) for n in self.journal.best(self.task.metric, n=self.cfg.leaderboard_size)]}
 
     def _submit(self, node: Node) -> None:
         self.executor.submit(node.id, self.task.target, self.task.job_payload(node))

@@ -1,0 +1,78 @@
+"""The generic coordinator on a cheap numeric task: hidden metrics and the wall-clock budget."""
+
+import os
+from pathlib import Path
+
+from agents.executor import LocalExecutor
+from agents.search import Proposal, Search, SearchConfig, visible
+
+
+class NumberTask:
+    """Proposals are integers; the worker scores them with tests.agents.jobs:score."""
+
+    metric = "loss"
+    target = "tests.agents.jobs:score"
+
+    def __init__(self, sleep=0.0):
+        self.sleep, self.seen = sleep, []
+
+    def propose(self, action, rng):
+        self.seen.append(action)
+        x = rng.randint(-50, 50) if not action.parents else action.parents[0].payload["x"] + rng.choice([-1, 1])
+        return Proposal({"x": x}, key=str(x))
+
+    def job_payload(self, node):
+        return {"x": node.payload["x"], "sleep": self.sleep}
+
+    def metrics(self, value):
+        return value
+
+
+def executor(run_dir, n=1):
+    root = str(Path(__file__).resolve().parents[2])
+    return LocalExecutor(run_dir, n, env={"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")})
+
+
+def test_hidden_metrics_are_journalled_but_never_shown_to_policies_or_operators(tmp_path):
+    task = NumberTask()
+    search = Search(tmp_path, task, SearchConfig(policy="greedy", policy_args={"num_drafts": 2}, n_agents=1,
+                                                 max_evals=5), executor=executor(tmp_path))
+    journal = search.run()
+    done = journal.nodes("done")
+    assert len(done) == 5 and all("test_loss" in n.metrics for n in done)  # kept for the final ranking
+    improves = [a for a in task.seen if a.operator == "improve"]
+    assert improves, "greedy should have improved a node"
+    for a in task.seen:
+        shown = [*a.parents, *a.context["leaderboard"]]
+        assert all("test_loss" not in n.metrics for n in shown), (a, shown)
+        assert all("loss" in n.metrics for n in shown if n.status == "done")
+    assert improves[-1].context["leaderboard"][0].metrics["loss"] == min(n.metrics["loss"] for n in done[:-1])
+
+
+def test_visible_leaves_a_clean_node_alone(tmp_path):
+    from agents.journal import Node
+
+    n = Node("draft", "agent-0", {}, metrics={"loss": 1.0})
+    assert visible(n) is n
+
+
+def test_wall_clock_budget_spans_resumed_invocations(tmp_path):
+    cfg = SearchConfig(policy="random", n_agents=1, max_evals=None, time_limit_s=1.5)
+    first = Search(tmp_path, NumberTask(sleep=0.4), cfg, executor=executor(tmp_path))
+    first.run()
+    spent = first.journal.meta("elapsed_s")
+    assert 1.5 <= spent < 4.0
+    n_first = len(first.journal.nodes(("done", "failed")))
+    again = Search(tmp_path, NumberTask(sleep=0.4), cfg, executor=executor(tmp_path))
+    again.run()  # the budget is already spent: nothing new is proposed
+    assert len(again.journal.nodes(("done", "failed", "invalid"))) <= n_first + 1
+    assert not [n for n in again.journal.nodes() if n.created_at > again._started]
+
+
+def test_search_is_reproducible_from_its_seed(tmp_path):
+    def run(d):
+        s = Search(d, NumberTask(), SearchConfig(policy="evolutionary", n_agents=2, max_evals=8, seed=7),
+                   executor=executor(d))
+        return [(n.agent_id, n.operator, n.payload["x"]) for n in s.run().nodes()]
+
+    assert run(tmp_path / "a") == run(tmp_path / "b")
