@@ -1,0 +1,102 @@
+"""Reading a search's run directory: its config, its nodes, and the metric its designs are ranked by.
+
+Used by the stage-two writer (compose/extrapolate.py) and the report (compose/report.py). Works on a
+finished run, a run still in progress (the journal is SQLite in WAL mode, so reading is safe while
+the coordinator writes) and older runs that have no saved config (the metric is then guessed from
+the nodes: val_bpb if any done node has it, else mad_error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.journal import Journal, Node
+
+# The proxy task kinds and the metric (lower is better) each ranks by; mirrors compose.task.PROXY_METRICS
+# without importing the task module (and torch) just to read a journal.
+KIND_METRICS = {"text": "val_bpb", "mad": "mad_error"}
+
+
+class RunError(ValueError):
+    """A run directory that cannot be read or has too little in it. The message says what to do."""
+
+
+@dataclass
+class Run:
+    """One search, read from its run directory."""
+
+    path: Path
+    config: dict[str, Any]
+    nodes: list[Node]
+    metric: str
+    minimize: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def policy(self) -> str:
+        return str(self.config.get("search", {}).get("policy", "unknown"))
+
+    @property
+    def label(self) -> str:
+        """How the run is named in plots and tables: its folder and its policy."""
+        return f"{self.name} ({self.policy})"
+
+    def with_status(self, *status: str) -> list[Node]:
+        return [n for n in self.nodes if n.status in status]
+
+    def scored(self) -> list[Node]:
+        """Done nodes that carry a numeric value of the run's metric, best first (ties: earlier first)."""
+        done = [n for n in self.with_status("done") if _is_number(n.metrics.get(self.metric))]
+        sign = 1.0 if self.minimize else -1.0
+        return sorted(done, key=lambda n: (sign * n.metrics[self.metric], n.seq))
+
+    def test_metric(self) -> str | None:
+        """The hidden-test counterpart of the metric (val_bpb -> test_bpb), if any done node has one."""
+        base = self.metric.removeprefix("val_")
+        candidates = [f"test_{base}", f"test_{self.metric}"]
+        for key in candidates:
+            if any(_is_number(n.metrics.get(key)) for n in self.nodes):
+                return key
+        return None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """The run in `run_dir` (RUN_DIR/journal.db, and RUN_DIR/config.yaml or the journal's config meta)."""
+    path = Path(run_dir)
+    db = path / "journal.db"
+    if not path.is_dir():
+        raise RunError(f"run directory {path} does not exist; pass the folder a search wrote (it holds journal.db)")
+    if not db.exists():
+        raise RunError(f"{path} has no journal.db; pass the run directory of an 'aira compose search' run")
+    with Journal(db) as journal:
+        config = journal.meta("config") or {}
+        nodes = journal.nodes()
+    if not config and (path / "config.yaml").exists():
+        import yaml
+
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    if not isinstance(config, dict):
+        raise RunError(f"the config of {path} is not a mapping (got {type(config).__name__})")
+    return Run(path=path, config=config, nodes=nodes, metric=run_metric(config, nodes))
+
+
+def run_metric(config: dict[str, Any], nodes: list[Node]) -> str:
+    """The metric a run ranks by: from config["kind"] when saved, else guessed from the done nodes."""
+    kind = config.get("kind")
+    if kind in KIND_METRICS:
+        return KIND_METRICS[kind]
+    done = [n for n in nodes if n.status == "done"]
+    if any(_is_number(n.metrics.get("val_bpb")) for n in done) or not done:
+        return "val_bpb"
+    return "mad_error"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
