@@ -181,8 +181,17 @@ def _uct(total: float, count: int, parent_visits: int, c: float) -> float:
     return total / count + c * math.sqrt(math.log(max(parent_visits, 1)) / count)
 
 
+def _tpe(metric: str, **kw) -> Policy:
+    from agents.tpe import TPEPolicy  # imported on use: optuna loads only for searches that ask for it
+
+    return TPEPolicy(metric, **kw)
+
+
+_tpe.needs_param_space = True  # agents.search passes the task's param_space() (TPEPolicy's argument)
+
 POLICIES: dict[str, Callable[..., Policy]] = {
-    p.name: p for p in (RandomPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)
+    **{p.name: p for p in (RandomPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)},
+    "tpe": _tpe,
 }
 
 

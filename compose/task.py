@@ -66,6 +66,8 @@ class ComposeTask:
             pattern, how = crossover(parents[0], parents[1], rng), "one-point crossover"
         elif action.operator == "debug":
             pattern, how = self._repair(parents[0], rng)
+        elif action.operator == "suggest":  # a point from a model-based policy (TPE) in param_space()
+            return self._suggested(action.params or {})
         else:
             raise ValueError(f"compose has no operator {action.operator!r}")
         return self.check(pattern, plan=how)
@@ -82,6 +84,22 @@ class ComposeTask:
             return Proposal(payload, None, str(e))
         payload["spec"] = spec.to_dict()
         return Proposal(payload, spec.hash())
+
+    def param_space(self) -> dict[str, list[str]]:
+        """The pattern as Composer's BO encodes it: one categorical per layer position ("layer_00", ...)
+        over the allowed primitives. Count and budget constraints are not encoded; points that break
+        them are journalled as invalid proposals, which the policy learns to avoid."""
+        return {f"layer_{i:02d}": list(self.space.allowed) for i in range(self.space.n_layers)}
+
+    def _suggested(self, params: dict[str, Any]) -> Proposal:
+        space = self.param_space()
+        missing = [k for k in space if k not in params]
+        if missing:
+            return Proposal({"params": dict(params), "plan": "TPE suggestion"}, None,
+                            f"suggestion lacks {', '.join(missing)}; expected keys {', '.join(space)}")
+        prop = self.check([params[k] for k in space], plan="TPE suggestion")
+        prop.payload["params"] = {k: params[k] for k in space}
+        return prop
 
     def _repair(self, pattern: list[str], rng: random.Random) -> tuple[list[str], str]:
         """Mutate a broken pattern until it satisfies the space; re-draft if that fails."""

@@ -79,4 +79,4 @@ def test_mcts_fills_root_then_descends_by_uct():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="greedy"):
         make_policy("annealing", "loss")
-    assert set(POLICIES) == {"random", "greedy", "evolutionary", "mcts"}
+    assert set(POLICIES) == {"random", "greedy", "evolutionary", "mcts", "tpe"}
