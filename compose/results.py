@@ -51,6 +51,10 @@ class Run:
     def with_status(self, *status: str) -> list[Node]:
         return [n for n in self.nodes if n.status in status]
 
+    def started(self) -> float | None:
+        """When the run began (Unix time): its earliest node creation or start; None with no nodes."""
+        return min((t for n in self.nodes for t in (n.created_at, n.started_at) if t is not None), default=None)
+
     def scored(self) -> list[Node]:
         """Done nodes that carry a numeric value of the run's metric, best first (ties: earlier first)."""
         done = [n for n in self.with_status("done") if _is_number(n.metrics.get(self.metric))]

@@ -26,7 +26,8 @@ def add_node(j: Journal, pattern: list[str], status: str = "done", agent: str = 
     if status == "done":
         m.setdefault("params", count_params(spec))
         m.setdefault("flops_per_token", flops_per_token(spec))
-    node = j.add(Node(operator="draft", agent_id=agent, payload=payload, key=spec.hash(), status="pending"))
+    node = j.add(Node(operator="draft", agent_id=agent, payload=payload, key=spec.hash(), status="pending",
+                      created_at=start - 5.0))
     if status == "invalid":
         return j.update(node.id, status="invalid", error=error or "outside the space")
     return j.update(node.id, status=status, metrics=m, error=error, started_at=start,
@@ -60,5 +61,5 @@ def synthetic_run(path: Path, n: int = 30, seed: int = 0, policy: str = "greedy"
             add_node(j, SPACE.sample(rng), status="failed", agent=f"agent-{i % n_agents}",
                      start=t0 + 100 * (n + i), error="worker crashed")
         for i in range(n_invalid):
-            add_node(j, SPACE.sample(rng), status="invalid", agent=f"agent-{i % n_agents}")
+            add_node(j, SPACE.sample(rng), status="invalid", agent=f"agent-{i % n_agents}", start=t0 + 100 * i + 50)
     return path
