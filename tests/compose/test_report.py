@@ -143,3 +143,27 @@ def test_report_input_errors(tmp_path):
         write_report([text, mad], out_dir=tmp_path / "out")
     md = write_report(mad).read_text()
     assert "| rank | node | agent | operator | mad_error | test_mad_error |" in md
+
+
+@pytest.mark.slow
+def test_report_and_extrapolation_of_a_real_search(tmp_path, monkeypatch):
+    """A tiny real search (built-in operators, proxies trained on CPU), then both stage-two outputs."""
+    from agents.search import Search, SearchConfig
+    from compose.extrapolate import extrapolate_run
+    from compose.space import SearchSpace
+    from compose.task import ComposeTask, DataConfig
+    from models.presets import load_spec
+
+    monkeypatch.setenv("AIRA_CACHE_DIR", str(tmp_path / "cache"))
+    space = SearchSpace(n_layers=4, allowed=["mlp", "attn"], d_model=16, max_params=None, max_seq_len=32,
+                        primitives={"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "expansion": 2.0}})
+    proxy = {"tokens": 2048, "seq_len": 32, "batch_size": 8, "eval_tokens": 1024, "device": "cpu", "dtype": "fp32",
+             "threads": 1}
+    task = ComposeTask(space, proxy, DataConfig(caps_mb={"train": 0.05, "val": 0.01, "test": 0.01}))
+    Search(tmp_path / "run", task, SearchConfig(policy="greedy", policy_args={"num_drafts": 2}, n_agents=2,
+                                                n_workers=2, max_evals=6)).run()
+    md = write_report(tmp_path / "run").read_text()
+    assert len(table_rows(md, "| rank | node |")) == len(load_run(tmp_path / "run").scored()) >= 5
+    assert_png(tmp_path / "run" / "report" / "best_vs_time.png")
+    paths = extrapolate_run(tmp_path / "run", scales="1b", top_k=4, n_clusters=2)
+    assert len(paths) == 4 and all(load_spec(p).d_model == 2048 for p in paths)
