@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from compose.aggregate import aggregate, pattern_summary
+from compose.aggregate import Cluster, aggregate, pattern_summary
 from compose.results import RunError, load_run
 from models.errors import SpecError
 
@@ -104,7 +104,7 @@ def extrapolate_run(run_dir: str | Path, scales: str | Sequence[str] = ("350m", 
     return paths
 
 
-def _cluster_dict(c, metric: str) -> dict[str, Any]:
+def _cluster_dict(c: Cluster, metric: str) -> dict[str, Any]:
     return {"cluster": c.index, "size": c.size, "best": c.best, "mean": c.mean, "metric": metric,
             "representative": c.representative.id, "medoid": c.medoid.id,
             "members": [n.id for n in c.members], "consensus": c.consensus,
