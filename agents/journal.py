@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     error TEXT NOT NULL,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    wave INTEGER
 );
 CREATE INDEX IF NOT EXISTS nodes_status ON nodes(status);
 CREATE INDEX IF NOT EXISTS nodes_key ON nodes(key);
@@ -59,6 +60,7 @@ class Node:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    wave: int | None = None  # results the coordinator recorded together share a wave (replay order)
 
     @property
     def finished(self) -> bool:
@@ -93,15 +95,15 @@ class Journal:
         with self._tx():
             node.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes").fetchone()[0]
             self._db.execute(
-                "INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (node.id, node.seq, json.dumps(node.parent_ids), node.operator, node.agent_id, node.key,
                  json.dumps(node.payload), node.status, json.dumps(node.metrics), node.error,
-                 node.created_at, node.started_at, node.finished_at))
+                 node.created_at, node.started_at, node.finished_at, node.wave))
         return node
 
     def update(self, node_id: str, **changes: Any) -> Node:
         """Change fields of a stored node (status, metrics, error, timings)."""
-        allowed = {"status", "metrics", "error", "started_at", "finished_at", "payload"}
+        allowed = {"status", "metrics", "error", "started_at", "finished_at", "payload", "wave"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"cannot update {sorted(bad)}; updatable: {sorted(allowed)}")
@@ -184,10 +186,10 @@ class _Transaction:
 
 
 def _node(row: tuple) -> Node:
-    (id_, seq, parents, op, agent, key, payload, status, metrics, error, created, started, finished) = row
+    (id_, seq, parents, op, agent, key, payload, status, metrics, error, created, started, finished, wave) = row
     return Node(id=id_, seq=seq, parent_ids=json.loads(parents), operator=op, agent_id=agent, key=key,
                 payload=json.loads(payload), status=status, metrics=json.loads(metrics), error=error,
-                created_at=created, started_at=started, finished_at=finished)
+                created_at=created, started_at=started, finished_at=finished, wave=wave)
 
 
 def as_dict(node: Node) -> dict[str, Any]:

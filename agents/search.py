@@ -93,7 +93,7 @@ class Search:
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         self.in_flight: dict[str, str] = {}  # node id -> agent id
         self.on_event = on_event or (lambda kind, node: None)
-        self._elapsed_before, self._started = 0.0, 0.0
+        self._elapsed_before, self._started, self._wave = 0.0, 0.0, 0
 
     # ------------------------------------------------------------------ budget
 
@@ -126,6 +126,7 @@ class Search:
     def run(self) -> Journal:
         self._elapsed_before = float(self.journal.meta("elapsed_s", 0.0))
         self._started = time.time()
+        self._wave = max((n.wave or 0 for n in self.journal.nodes()), default=0)
         self._resume()
         try:
             while True:
@@ -141,7 +142,10 @@ class Search:
                     if not proposed:
                         break
                     continue
-                for result in self.executor.wait(stop_after_s=self._time_left()):
+                results = self.executor.wait(stop_after_s=self._time_left())
+                if results:
+                    self._wave += 1
+                for result in results:
                     self._record(result)
                 if self._out_of_time():
                     break  # running evaluations are abandoned; their nodes are re-run on resume
@@ -154,6 +158,7 @@ class Search:
         return None if self.cfg.time_limit_s is None else max(0.0, self.cfg.time_limit_s - self.elapsed())
 
     def _resume(self) -> None:
+        self._wave += 1  # results that finished while the coordinator was down are recorded together
         for node in self.journal.unfinished():
             result = self.executor.finished_result(node.id)
             self.in_flight[node.id] = node.agent_id
@@ -200,10 +205,11 @@ class Search:
         if result.ok:
             try:
                 node = self.journal.update(result.job_id, status="done", metrics=self.task.metrics(result.value),
-                                           finished_at=time.time())
+                                           finished_at=time.time(), wave=self._wave)
             except Exception as e:  # noqa: BLE001  (malformed result from a worker)
-                node = self.journal.update(result.job_id, status="failed", finished_at=time.time(),
+                node = self.journal.update(result.job_id, status="failed", finished_at=time.time(), wave=self._wave,
                                            error=f"result could not be read: {type(e).__name__}: {e}")
         else:
-            node = self.journal.update(result.job_id, status="failed", error=result.error, finished_at=time.time())
+            node = self.journal.update(result.job_id, status="failed", error=result.error, finished_at=time.time(),
+                                       wave=self._wave)
         self.on_event(node.status, node)

@@ -1,4 +1,10 @@
-"""`aira compose <verb>`: argument parsing only; the work is in compose/proxy.py and compose/data.py."""
+"""`aira compose <verb>`: argument parsing and printing only; the work is in the modules it names.
+
+search / resume / replay    compose.run (+ agents.search, compose.progress)
+leaderboard                 the journal of a run
+report / extrapolate        compose.report, compose.extrapolate (stage two)
+proxy                       compose.proxy on one spec
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from compose.data import DataError
 from models.errors import SpecError
 
 
@@ -27,7 +32,102 @@ def load_spec(name_or_path: str):
 
 def _pattern_summary(pattern: list[str]) -> str:
     counts = Counter(pattern)
-    return " ".join(f"{n}x{k}" for k, n in counts.most_common())
+    return " ".join(f"{k}x{n}" for k, n in counts.most_common())
+
+
+def hidden_metric(metric: str) -> str:
+    """The hidden-test twin of a validation metric: val_bpb -> test_bpb, mad_error -> test_mad_error."""
+    return "test_" + metric.removeprefix("val_")
+
+
+# ---------------------------------------------------------------------------------------------- search
+
+
+def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
+    from compose.progress import ProgressView
+    from compose.run import open_search
+
+    search = open_search(cfg, run_dir, executor=executor)
+    j = search.journal
+    done = j.nodes(("done", "failed"))
+    best = j.best(cfg.metric)
+    view = ProgressView(cfg.metric, search.agents, cfg.search.max_evals, len(done),
+                        best[0].metrics[cfg.metric] if best else None)
+    search.on_event = view
+    verb = "resuming" if resumed else "starting"
+    print(f"{verb} search in {run_dir}: {cfg.search.n_agents} agents ({cfg.search.policy}, "
+          f"llm {cfg.llm.get('backend', 'none')}), {cfg.search.n_workers} workers, proxy task {cfg.kind} "
+          f"({cfg.metric}, lower is better); budget: {cfg.search.max_evals or 'no'} evaluations, "
+          f"{_duration(cfg.search.time_limit_s)}", flush=True)
+    try:
+        search.run()
+    except KeyboardInterrupt:
+        view.close()
+        print(f"\ninterrupted: finished evaluations are in {run_dir}/journal.db; continue with "
+              f"`aira compose resume {run_dir}`", file=sys.stderr)
+        return 130
+    view.close()
+    print()
+    _print_leaderboard(j, cfg.metric, top=5, show_test=False)
+    print(f"\nrun directory: {run_dir}\nnext: `aira compose leaderboard {run_dir} --test` (final ranking on the "
+          f"hidden test split), `aira compose report {run_dir}`, `aira compose extrapolate {run_dir}`")
+    return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "no time limit"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def _search(args: argparse.Namespace) -> int:
+    from aira.config import load_config, to_yaml
+    from compose.config import ComposeConfig
+    from compose.run import new_run_dir
+
+    cfg = load_config(ComposeConfig, args.config, args.overrides).check()
+    run_dir = new_run_dir(cfg)
+    print(to_yaml(cfg))
+    return _run_search(cfg, run_dir, resumed=False)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from compose.run import load_run_config
+
+    cfg = load_run_config(args.run_dir, args.overrides)
+    return _run_search(cfg, Path(args.run_dir), resumed=True)
+
+
+def _print_leaderboard(journal, metric: str, top: int, show_test: bool) -> None:
+    nodes = journal.best(metric, n=top)
+    counts = Counter(n.status for n in journal.nodes())
+    print(f"{counts['done']} done, {counts['failed']} failed, {counts['invalid']} invalid, "
+          f"{counts['running'] + counts['pending']} unfinished")
+    if not nodes:
+        print("no finished evaluation yet")
+        return
+    test = hidden_metric(metric)
+    head = f"{'rank':>4}  {'node':<12}  {'agent':<9}  {'operator':<9}  {metric:>10}"
+    head += f"  {test:>10}" if show_test else ""
+    print(head + f"  {'params':>10}  pattern")
+    for i, n in enumerate(nodes, 1):
+        row = f"{i:>4}  {n.id:<12}  {n.agent_id:<9}  {n.operator:<9}  {n.metrics[metric]:>10.4f}"
+        if show_test:
+            t = n.metrics.get(test)
+            row += f"  {t:>10.4f}" if isinstance(t, (int, float)) else f"  {'-':>10}"
+        print(row + f"  {n.metrics.get('params', 0):>10,}  {' '.join(n.payload.get('pattern', []))}")
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from compose.run import load_run_config, open_journal
+
+    cfg = load_run_config(args.run_dir)
+    with open_journal(args.run_dir) as j:
+        if args.test:
+            print(f"final ranking: ranked by {cfg.metric}, with the hidden test split beside it "
+                  "(agents never saw it)")
+        _print_leaderboard(j, cfg.metric, args.top, args.test)
+    return 0
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -66,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aira compose", description="AIRA-Compose: architecture search "
                                      "over primitive patterns, and the proxy that scores each candidate.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    p = verbs.add_parser("search", help="run an architecture search (agents propose, workers score proxies)",
+                         description="Run a search. CONFIG is a YAML file (configs/compose/smoke.yaml, "
+                                     "paper.yaml); key=value overrides follow, e.g. search.n_agents=4.")
+    p.add_argument("config", nargs="?", help="YAML config (default: the built-in defaults)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. search.max_evals=50")
+    p.set_defaults(run=_search)
+    p = verbs.add_parser("resume", help="continue a stopped or killed search (nothing lost, nothing repeated)")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", help="search.* budget overrides, e.g. search.max_evals=100")
+    p.set_defaults(run=_resume)
+    p = verbs.add_parser("leaderboard", help="the best designs of a run")
+    p.add_argument("run_dir")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--test", action="store_true", help="show the hidden test split too (the final ranking)")
+    p.set_defaults(run=_leaderboard)
     p = verbs.add_parser("proxy", help="train one proxy model of a spec and report val / test bits per byte",
                          description="Train one proxy model of a spec on a token budget and print its "
                                      "validation and hidden-test bits per byte.")
@@ -96,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    from compose.proxy import ProxyError
+    from aira.config import ConfigError
 
     try:
         return args.run(args)
-    except (SpecError, DataError, ProxyError) as e:
+    except (ValueError, ConfigError) as e:  # SpecError, DataError, ProxyError, RunError and config checks
         print(f"error: {e}", file=sys.stderr)
         return 2
 

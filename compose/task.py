@@ -2,8 +2,10 @@
 
 The built-in operators (the `none` LLM backend) are grammar mutations and crossover from
 compose.mutations; `debug` repairs a pattern that broke a constraint. The evaluation runs in a
-worker process (compose.task:evaluate) and returns the proxy metrics; the hidden test split is
-never scored during the search.
+worker process (compose.task:evaluate) and returns the proxy metrics. The hidden test split is
+scored too (a forward pass, cheap next to training) and journalled as `test_*` metrics, which the
+coordinator strips from everything agents see: it serves only the final ranking, the same
+evaluation for every candidate (AIRA_2's hidden consistent evaluation).
 """
 
 from __future__ import annotations
@@ -43,18 +45,22 @@ class ComposeTask:
     target = "compose.task:evaluate"
 
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
-                 kind: str = "text", mad: dict[str, Any] | None = None):
+                 kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None):
         if kind not in PROXY_METRICS:
             raise ValueError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
         self.kind = kind
         self.metric = PROXY_METRICS[kind]
-        self.proxy = {**proxy, "eval_test": False}  # agents never see the hidden test split
+        self.proxy = {**proxy, "eval_test": True}  # journalled as test_*, hidden from agents
         self.data = data
         self.mad = dict(mad or {})  # compose.mad.MADConfig fields, for kind == "mad"
         self.max_mutations = max_mutations
+        self.llm = llm  # compose.llm_ops.LLMProposer writes the proposals; None = the built-in operators
 
     def propose(self, action: Action, rng: random.Random) -> Proposal:
+        if self.llm is not None and action.operator != "suggest":
+            pattern, plan = self.llm.propose(action, self)
+            return self.check(pattern, plan)
         allowed = self.space.allowed
         parents = [n.payload["pattern"] for n in action.parents]
         if action.operator == "draft":
@@ -105,6 +111,8 @@ class ComposeTask:
         """Mutate a broken pattern until it satisfies the space; re-draft if that fails."""
         p = [x if x in self.space.allowed else rng.choice(self.space.allowed) for x in pattern]
         p = (p + [rng.choice(self.space.allowed) for _ in range(self.space.n_layers)])[: self.space.n_layers]
+        if self.space.contains(p):  # it broke no constraint (a duplicate, a failed run): change it anyway
+            p, _ = mutate(p, rng, self.space.allowed)
         for _ in range(50):
             if self.space.contains(p):
                 return p, "repaired by mutation"
@@ -122,8 +130,8 @@ class ComposeTask:
             raise KeyError(f"the worker's result has no {self.metric!r}")
         if self.kind == "mad":
             return dict(value)
-        keep = ("val_bpb", "val_loss", "params", "flops_per_token", "tokens", "tokens_per_s", "train_s",
-                "wall_s", "peak_mem_bytes", "loss_curve")
+        keep = ("val_bpb", "val_loss", "test_bpb", "test_loss", "params", "flops_per_token", "tokens",
+                "tokens_per_s", "train_s", "wall_s", "peak_mem_bytes", "loss_curve")
         return {k: value[k] for k in keep}
 
 

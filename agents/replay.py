@@ -1,0 +1,105 @@
+"""Replay a finished search offline: same agents, same choices, results read back instead of re-run.
+
+`ReplayExecutor` stands in for the worker pool. The i-th job the replayed coordinator submits must be
+the i-th job the original submitted (same payload, else `ReplayDivergence` says where the two part),
+and results come back in the original's waves (the groups the original coordinator recorded
+together), so every later decision sees exactly what the original saw. With the LLM replies read
+from the run's content-addressed store, the replay reaches the same journal; `compare_journals`
+checks that. Scope: a search that ran in one invocation; a killed and resumed search re-submitted
+its unfinished jobs at the resume, which this ordering does not model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agents.executor import JobResult
+from agents.journal import TERMINAL, Journal, Node
+
+
+class ReplayDivergence(RuntimeError):
+    """The replayed search did something the original did not; the message says what and where."""
+
+
+class ReplayExecutor:
+    def __init__(self, original_run_dir: str | Path):
+        self.src = Path(original_run_dir)
+        with Journal(self.src / "journal.db") as j:
+            evaluated = [n for n in j.nodes(("done", "failed")) if n.wave is not None]
+        self.order = sorted(evaluated, key=lambda n: (n.started_at or 0.0, n.seq))  # submission order
+        self.waves = sorted({n.wave for n in self.order})
+        self.submitted: dict[str, Node] = {}  # replay job id -> original node
+        self.returned: set[str] = set()
+
+    def submit(self, job_id: str, target: str, payload: Any, timeout_s: float | None = None) -> None:
+        i = len(self.submitted)
+        if i >= len(self.order):
+            raise ReplayDivergence(f"the replay submitted evaluation #{i + 1}; the original ran only {len(self.order)}")
+        orig = self.order[i]
+        want = json.loads((self.src / "jobs" / orig.id / "job.json").read_text())["payload"]
+        if _canon(want) != _canon(payload):
+            raise ReplayDivergence(f"evaluation #{i + 1} differs: the original evaluated node {orig.id} "
+                                   f"({orig.agent_id}, {orig.operator}), the replay proposed {_short(payload)} "
+                                   f"instead of {_short(want)}")
+        self.submitted[job_id] = orig
+
+    def finished_result(self, job_id: str) -> JobResult | None:
+        return None
+
+    def wait(self, poll_s: float = 0.0, stop_after_s: float | None = None) -> list[JobResult]:
+        pending = [w for w in self.waves if any(n.wave == w and n.id not in self.returned for n in self.order)]
+        if not pending:
+            return []
+        wave = [n for n in self.order if n.wave == pending[0]]
+        by_orig = {n.id: jid for jid, n in self.submitted.items()}
+        missing = [n for n in wave if n.id not in by_orig]
+        if missing:
+            raise ReplayDivergence(f"the original had node {missing[0].id} ({missing[0].agent_id}, "
+                                   f"{missing[0].operator}) running at this point; the replay never proposed it")
+        out = []
+        for n in wave:
+            self.returned.add(n.id)
+            out.append(self._result(by_orig[n.id], n))
+        return out
+
+    def _result(self, job_id: str, orig: Node) -> JobResult:
+        path = self.src / "jobs" / orig.id / "result.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            return JobResult(job_id, bool(r["ok"]), r.get("value"), r.get("error") or "", r.get("wall_s", 0.0))
+        return JobResult(job_id, orig.status == "done", orig.metrics, orig.error, 0.0)
+
+    @property
+    def busy(self) -> int:
+        return len(self.submitted) - len(self.returned)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def journal_signature(j: Journal) -> list[tuple]:
+    """What a replay must reproduce: the terminal nodes in order, parents as positions, ids and times left out."""
+    nodes = [n for n in j.nodes() if n.status in TERMINAL]
+    pos = {n.id: i for i, n in enumerate(nodes)}
+    return [(n.agent_id, n.operator, tuple(pos.get(p, -1) for p in n.parent_ids), _canon(n.payload), n.key,
+             n.status, _canon(n.metrics), n.error) for n in nodes]
+
+
+def compare_journals(a: Journal, b: Journal) -> list[str]:
+    """Differences between two journals' signatures, first ones first (empty = the same search)."""
+    sa, sb = journal_signature(a), journal_signature(b)
+    diffs = [f"node #{i + 1}: {x[:3]} {x[5]} vs {y[:3]} {y[5]}" for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
+    if len(sa) != len(sb):
+        diffs.append(f"{len(sa)} finished nodes vs {len(sb)}")
+    return diffs
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _short(payload: Any) -> str:
+    text = _canon(payload)
+    return text if len(text) <= 120 else text[:117] + "..."

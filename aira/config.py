@@ -1,0 +1,70 @@
+"""Dataclass configs from YAML plus `key=value` overrides (OmegaConf), and their run-directory copy.
+
+One config tree per command: the dataclass gives the schema and defaults, a YAML file overrides
+some of them, the command line overrides the rest (`search.n_agents=4 proxy.tokens=1e5`). Unknown
+keys and wrongly typed values are errors that name the key, before any work starts. Stage CLIs
+(`<stage>/cli.py`, part of the shell) use this; library code takes the dataclasses themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema; the message names the key."""
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """schema defaults <- YAML file at `path` <- `key=value` overrides, as a `schema` instance."""
+    if not is_dataclass(schema):
+        raise TypeError(f"{schema!r} is not a dataclass")
+    try:
+        cfg = OmegaConf.structured(schema)
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {', '.join(map(repr, bad))}")
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e, path)) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON/YAML-able data."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(path)
+    return path
+
+
+def _explain(e: OmegaConfBaseException, path: str | Path | None) -> str:
+    where = f" in {path}" if path is not None else ""
+    key = getattr(e, "full_key", None)
+    msg = str(e).splitlines()[0]
+    if "Key '" in msg and "not in" in msg:  # an unknown key: say which keys exist
+        return f"unknown config key {key!r}{where}: {msg}"
+    return f"bad config value for {key!r}{where}: {msg}" if key else f"bad config{where}: {msg}"

@@ -1,0 +1,49 @@
+"""The config tree of `aira compose search`: space, proxy task, search policy and budgets, LLM backend.
+
+configs/compose/smoke.yaml (a few minutes on 2 CPU cores) and configs/compose/paper.yaml (the
+paper's setting: 11 agents, 24 hours, 16-layer ~1M proxies) are instances of it; any key can be
+overridden on the command line, e.g. `search.n_agents=4 proxy.tokens=100000`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.search import SearchConfig
+from compose.proxy import ProxyConfig
+from compose.space import SearchSpace
+from compose.task import PROXY_METRICS, DataConfig
+
+
+@dataclass
+class ComposeConfig:
+    name: str = "compose"
+    out_dir: str = "runs/compose"  # a new run goes to out_dir/<name>-<timestamp> unless run_dir is set
+    run_dir: str | None = None
+    kind: str = "text"  # proxy task: text (val bits per byte) | mad (MAD synthetic suite, 1 - accuracy)
+    space: SearchSpace = field(default_factory=SearchSpace)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)  # text proxy: token budget, schedule, device
+    data: DataConfig = field(default_factory=DataConfig)  # text proxy: corpus
+    mad: dict[str, Any] = field(default_factory=dict)  # MAD proxy: compose.mad.MADConfig fields
+    search: SearchConfig = field(default_factory=SearchConfig)
+    llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
+
+    def check(self) -> ComposeConfig:
+        if self.kind not in PROXY_METRICS:
+            raise ValueError(f"kind: unknown proxy task {self.kind!r}; choose one of {', '.join(PROXY_METRICS)}")
+        unknown = [p for p in self.space.allowed if p not in self.space.primitives]
+        if unknown:
+            from models.registry import primitive_names
+
+            bad = [p for p in unknown if p not in primitive_names()]
+            if bad:
+                raise ValueError(f"space.allowed: {bad} are neither registered primitives "
+                                 f"({', '.join(primitive_names())}) nor aliases in space.primitives")
+        if self.kind == "text":
+            self.proxy.check()
+        return self
+
+    @property
+    def metric(self) -> str:
+        return PROXY_METRICS[self.kind]

@@ -1,0 +1,98 @@
+"""A search run on disk: create or reopen RUN_DIR, build the task and the coordinator, run it.
+
+RUN_DIR/config.yaml   the full resolved config (what `resume` and `replay` read back)
+RUN_DIR/journal.db    every node (agents.journal); meta "config" holds the same config as data
+RUN_DIR/jobs/<id>/    each evaluation's job.json, result.json and stderr.log
+RUN_DIR/llm/          prompts and replies, content-addressed (LLM backends only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agents.journal import Journal, Node
+from agents.search import Search
+from compose.config import ComposeConfig
+from compose.task import ComposeTask
+
+CONFIG_FILE = "config.yaml"
+
+
+class RunError(ValueError):
+    """A run directory that cannot be created, resumed or replayed as asked; says why."""
+
+
+def new_run_dir(cfg: ComposeConfig) -> Path:
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+        if (run_dir / "journal.db").exists():
+            raise RunError(f"{run_dir} already holds a search; continue it with `aira compose resume {run_dir}` "
+                           "or choose another run_dir")
+        return run_dir
+    return Path(cfg.out_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def worker_threads(cfg: ComposeConfig) -> int | None:
+    """Torch threads per worker: the cores shared out between workers, unless the config says."""
+    if cfg.proxy.threads is not None:
+        return cfg.proxy.threads
+    if cfg.proxy.device not in ("auto", "cpu"):
+        return None
+    return max(1, (os.cpu_count() or 1) // cfg.search.n_workers)
+
+
+def build_task(cfg: ComposeConfig, run_dir: Path) -> ComposeTask:
+    proxy = {**dataclasses.asdict(cfg.proxy), "threads": worker_threads(cfg)}
+    mad = dict(cfg.mad)
+    if cfg.kind == "mad":
+        mad.setdefault("threads", proxy["threads"])
+    llm = None
+    if cfg.llm.get("backend", "none") != "none":
+        from agents.llm import LLMConfig
+        from compose.llm_ops import make_proposer
+
+        llm = make_proposer(LLMConfig(**cfg.llm), cfg.space, run_dir)
+    kwargs = {"llm": llm} if llm is not None else {}
+    return ComposeTask(cfg.space, proxy, cfg.data, kind=cfg.kind, mad=mad, **kwargs)
+
+
+def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node], None] | None = None,
+                executor=None) -> Search:
+    """The coordinator over RUN_DIR; the config is written there first, so the run can be resumed."""
+    from aira.config import save_config, to_dict
+
+    cfg.check()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    task = build_task(cfg, run_dir)
+    search = Search(run_dir, task, cfg.search, executor=executor, on_event=on_event)
+    search.journal.set_meta("config", to_dict(cfg))
+    return search
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComposeConfig:
+    """The config a run was started with, plus overrides of its budgets (search.* keys) only."""
+    from aira.config import load_config
+
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a compose run directory (no {CONFIG_FILE})")
+    bad = [o for o in overrides if not o.startswith("search.")]
+    if bad:
+        raise RunError(f"a resumed search keeps its space, proxy and data (or its results would not compare); "
+                       f"only search.* budgets can change, not {', '.join(bad)}")
+    cfg = load_config(ComposeConfig, path, overrides)
+    cfg.run_dir = str(run_dir)
+    return cfg
+
+
+def open_journal(run_dir: str | Path) -> Journal:
+    path = Path(run_dir) / "journal.db"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no journal.db: not a compose run directory, or a search that never started")
+    return Journal(path)
