@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.executor import LocalExecutor
-from agents.search import Search, SearchConfig
-from agents.worker import write_json_atomic
-from compose.space import SearchSpace
-from compose.task import ComposeTask, DataConfig
-
+# The workers import this file for evaluate_cached; importing compose (and torch) here would cost every
+# cache hit seconds of start-up, so compose and the search are imported inside the functions that use them.
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe"]
 
 KNOBS = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "expansion": 2.0}, "conv": {"type": "conv"},
@@ -67,7 +64,10 @@ class Setting:
     mad: dict[str, Any]
     text: dict[str, Any]
 
-    def task(self) -> ComposeTask:
+    def task(self):
+        from compose.space import SearchSpace
+        from compose.task import ComposeTask, DataConfig
+
         space = SearchSpace(n_layers=self.n_layers, allowed=list(self.allowed), d_model=self.d_model,
                             max_params=None, max_seq_len=256, primitives={k: KNOBS[k] for k in self.allowed})
         if self.proxy == "mad":
@@ -92,7 +92,7 @@ class CachedTask:
 
     target = "bench.search_efficiency:evaluate_cached"
 
-    def __init__(self, task: ComposeTask, cache_dir: Path | None):
+    def __init__(self, task, cache_dir: Path | None):
         self.task, self.cache_dir = task, cache_dir
         self.metric = task.metric
         if cache_dir is None:
@@ -114,18 +114,23 @@ class CachedTask:
 
 def evaluate_cached(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker target: the cached result of compose.task:evaluate(payload["job"]), computing it if absent."""
-    from compose.task import evaluate
+    from agents.worker import write_json_atomic
 
     job = payload["job"]
     path = Path(payload["cache"]) / (hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest() + ".json")
     if path.exists():
         return json.loads(path.read_text())
+    from compose.task import evaluate
+
     value = evaluate(job)
     write_json_atomic(path, value)
     return value
 
 
 def run_one(s: Setting, policy: str, seed: int, work: Path, cache: Path | None) -> dict[str, Any]:
+    from agents.executor import LocalExecutor
+    from agents.search import Search, SearchConfig
+
     run_dir = work / f"{policy}-seed{seed}"
     # One torch thread per worker; PYTHONPATH so the worker finds this file's evaluate_cached.
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
@@ -207,8 +212,9 @@ def main() -> None:
     t0 = time.time()
     jobs = [(p, seed) for seed in range(s.seeds) for p in policies]
     runs = []
-    with ThreadPoolExecutor(max_workers=a.parallel) as pool:
-        for r in pool.map(lambda job: run_one(s, job[0], job[1], work, cache), jobs):
+    # Searches in processes, not threads: Ctrl-C reaches each one, whose executor then kills its workers.
+    with ProcessPoolExecutor(a.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for r in pool.map(run_one, *zip(*[(s, p, seed, work, cache) for p, seed in jobs])):
             print(f"  {r['policy']:12s} seed {r['seed']}: best {r['best']} in {r['done']} done, {r['failed']} failed, "
                   f"{r['invalid']} invalid, {r['wall_s']}s", flush=True)
             runs.append(r)
