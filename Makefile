@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/aira compose proxy --spec composer-hybrid-proxy --tokens 300000
+	$(BIN)/aira compose search configs/compose/smoke.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -77,6 +77,9 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(nodes)")}
+        if "wave" not in columns:  # a journal written before waves existed: add the column, keep the rows
+            self._db.execute("ALTER TABLE nodes ADD COLUMN wave INTEGER")
 
     def close(self) -> None:
         self._db.close()

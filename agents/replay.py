@@ -28,6 +28,10 @@ class ReplayExecutor:
         self.src = Path(original_run_dir)
         with Journal(self.src / "journal.db") as j:
             evaluated = [n for n in j.nodes(("done", "failed")) if n.wave is not None]
+            unwaved = len(j.nodes(("done", "failed"))) - len(evaluated)
+        if unwaved and not evaluated:
+            raise ReplayDivergence(f"{self.src} was recorded before journals kept waves (the order results came "
+                                   "back in), so it cannot be replayed; re-run it to get a replayable journal")
         self.order = sorted(evaluated, key=lambda n: (n.started_at or 0.0, n.seq))  # submission order
         self.waves = sorted({n.wave for n in self.order})
         self.submitted: dict[str, Node] = {}  # replay job id -> original node

@@ -69,8 +69,14 @@ def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
     view.close()
     print()
     _print_leaderboard(j, cfg.metric, top=5, show_test=False)
-    print(f"\nrun directory: {run_dir}\nnext: `aira compose leaderboard {run_dir} --test` (final ranking on the "
-          f"hidden test split), `aira compose report {run_dir}`, `aira compose extrapolate {run_dir}`")
+    try:
+        from compose.report import write_report
+
+        print(f"\nreport: {write_report(run_dir)}")
+    except Exception as e:  # noqa: BLE001  (the search is done and journalled; a plotting problem must not hide that)
+        print(f"\n(report not written: {type(e).__name__}: {e}; retry with `aira compose report {run_dir}`)")
+    print(f"run directory: {run_dir}\nnext: `aira compose leaderboard {run_dir} --test` (final ranking on the "
+          f"hidden test split), `aira compose extrapolate {run_dir}` (350M/1B/3B specs)")
     return 0
 
 
@@ -162,6 +168,54 @@ def _proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from agents.journal import Journal
+    from agents.replay import ReplayDivergence, ReplayExecutor, compare_journals
+    from compose.run import RunError, load_run_config, open_search
+
+    src = Path(args.run_dir)
+    cfg = load_run_config(src)
+    out = Path(args.out) if args.out else src / "replay"
+    if (out / "journal.db").exists():
+        raise RunError(f"{out} already holds a replay; remove it or pass --out")
+    cfg.run_dir = str(out)
+    if cfg.llm.get("backend", "none") != "none":  # replies come from the original's store, never the network
+        cfg.llm = {**cfg.llm, "replay": True, "store_dir": str(src / "llm")}
+    print(f"replaying {src} into {out} (offline: evaluations and LLM replies are read back)", flush=True)
+    search = open_search(cfg, out, executor=ReplayExecutor(src))
+    try:
+        search.run()
+    except ReplayDivergence as e:
+        print(f"replay diverged: {e}", file=sys.stderr)
+        return 1
+    with Journal(src / "journal.db") as original:
+        diffs = compare_journals(original, search.journal)
+    if diffs:
+        print("replay differs from the original:\n  " + "\n  ".join(diffs[:10]), file=sys.stderr)
+        return 1
+    print(f"replay reached the same journal: {len(search.journal.nodes())} nodes, identical to {src}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from compose.report import write_report
+
+    path = write_report(args.run_dirs, out_dir=args.out, top_k=args.top)
+    print(f"wrote {path} (and its PNG plots beside it)")
+    return 0
+
+
+def _extrapolate(args: argparse.Namespace) -> int:
+    from compose.extrapolate import extrapolate_run
+
+    paths = extrapolate_run(args.run_dir, scales=args.scales, top_k=args.top, n_clusters=args.clusters,
+                            methods=tuple(args.methods.split(",")), out_dir=args.out)
+    specs = [p for p in paths if p.suffix == ".yaml"]
+    print(f"wrote {len(specs)} spec files for pretrain/ ({', '.join(p.name for p in specs[:3])}"
+          f"{', ...' if len(specs) > 3 else ''}) and an index in {specs[0].parent if specs else args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aira compose", description="AIRA-Compose: architecture search "
                                      "over primitive patterns, and the proxy that scores each candidate.")
@@ -181,6 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--test", action="store_true", help="show the hidden test split too (the final ranking)")
     p.set_defaults(run=_leaderboard)
+    p = verbs.add_parser("replay", help="re-run a finished search offline and check it reaches the same journal")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="where the replay writes its journal (default RUN_DIR/replay)")
+    p.set_defaults(run=_replay)
+    p = verbs.add_parser("report", help="Markdown + PNG report of one run, or a comparison of several")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", help="output folder (default RUN_DIR/report; required for several runs)")
+    p.add_argument("--top", type=int, default=10, help="designs in the leaderboard and usage statistics")
+    p.set_defaults(run=_report)
+    p = verbs.add_parser("extrapolate", help="stage two: cluster the top designs, write 350M/1B/3B spec files")
+    p.add_argument("run_dir")
+    p.add_argument("--scales", default="350m,1b,3b", help="Llama 3.2 sizes to match (default 350m,1b,3b)")
+    p.add_argument("--methods", default="stack,stretch", help="stack, stretch or both (default)")
+    p.add_argument("--top", type=int, default=20, help="top designs to cluster")
+    p.add_argument("--clusters", type=int, default=3, help="clusters (one representative each)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/extrapolated)")
+    p.set_defaults(run=_extrapolate)
     p = verbs.add_parser("proxy", help="train one proxy model of a spec and report val / test bits per byte",
                          description="Train one proxy model of a spec on a token budget and print its "
                                      "validation and hidden-test bits per byte.")

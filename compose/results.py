@@ -15,9 +15,9 @@ from typing import Any
 
 from agents.journal import Journal, Node
 
-# The proxy task kinds and the metric (lower is better) each ranks by; mirrors compose.task.PROXY_METRICS
-# without importing the task module (and torch) just to read a journal.
-KIND_METRICS = {"text": "val_bpb", "mad": "mad_error"}
+# The proxy task kinds and the metric (lower is better) each ranks by. Kept here, torch-free, so that
+# reading a journal never imports the task (and torch); compose.task uses the same table.
+PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error"}
 
 
 class RunError(ValueError):
@@ -94,8 +94,8 @@ def load_run(run_dir: str | Path) -> Run:
 def run_metric(config: dict[str, Any], nodes: list[Node]) -> str:
     """The metric a run ranks by: from config["kind"] when saved, else guessed from the done nodes."""
     kind = config.get("kind")
-    if kind in KIND_METRICS:
-        return KIND_METRICS[kind]
+    if kind in PROXY_METRICS:
+        return PROXY_METRICS[kind]
     done = [n for n in nodes if n.status == "done"]
     if any(_is_number(n.metrics.get("val_bpb")) for n in done) or not done:
         return "val_bpb"

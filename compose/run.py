@@ -17,13 +17,10 @@ from pathlib import Path
 from agents.journal import Journal, Node
 from agents.search import Search
 from compose.config import ComposeConfig
+from compose.results import RunError
 from compose.task import ComposeTask
 
 CONFIG_FILE = "config.yaml"
-
-
-class RunError(ValueError):
-    """A run directory that cannot be created, resumed or replayed as asked; says why."""
 
 
 def new_run_dir(cfg: ComposeConfig) -> Path:

@@ -19,6 +19,7 @@ from agents.journal import Node
 from agents.policies import Action
 from agents.search import Proposal
 from compose.mutations import crossover, mutate
+from compose.results import PROXY_METRICS  # proxy task -> the metric it ranks by (lower is better)
 from compose.space import SearchSpace
 from models.errors import SpecError
 
@@ -37,8 +38,6 @@ def load_data(cfg: DataConfig):
     return load_hf_text(cfg.source, caps_mb=cfg.caps_mb)
 
 
-# The proxy tasks a candidate can be scored on, and the metric (lower is better) each one ranks by.
-PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error"}
 
 
 class ComposeTask:

@@ -1,0 +1,78 @@
+"""`aira compose search | resume | leaderboard | replay | report | extrapolate` on a tiny config."""
+
+import textwrap
+
+import pytest
+
+from agents.journal import Journal
+from compose.cli import main
+
+TINY = textwrap.dedent("""\
+    name: tiny
+    space:
+      n_layers: 4
+      allowed: [attn, mlp]
+      max_params: null
+      d_model: 16
+      max_seq_len: 32
+      primitives:
+        attn: {type: attn, n_heads: 2}
+        mlp: {type: mlp, expansion: 2.0}
+    proxy: {tokens: 2048, seq_len: 32, batch_size: 8, eval_tokens: 1024, device: cpu, dtype: fp32, threads: 1}
+    data: {source: stdlib, caps_mb: {train: 0.05, val: 0.01, test: 0.01}}
+    search: {policy: greedy, policy_args: {num_drafts: 2}, n_agents: 2, n_workers: 2, max_evals: 4}
+    """)
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRA_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_search_then_everything_that_reads_a_run(tmp_path, config, capsys):
+    run = tmp_path / "run"
+    assert main(["search", str(config), f"run_dir={run}"]) == 0
+    out = capsys.readouterr().out
+    assert "n_agents: 2" in out  # the full config is printed first
+    assert "4 done" in out and "report:" in out
+    assert (run / "config.yaml").is_file() and (run / "report" / "report.md").is_file()
+
+    assert main(["resume", str(run), "search.max_evals=6"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+        assert len(done) == 6 and len({n.key for n in done}) == 6  # two more, none repeated
+        best = j.best("val_bpb")[0]
+    capsys.readouterr()
+
+    assert main(["leaderboard", str(run), "--test", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "test_bpb" in out and best.id in out.splitlines()[3]
+
+    assert main(["extrapolate", str(run), "--scales", "350m", "--clusters", "2", "--top", "4"]) == 0
+    assert len(list((run / "extrapolated").glob("*.yaml"))) >= 2
+
+
+def test_replay_of_a_search_reaches_the_same_journal(tmp_path, config, capsys):
+    run = tmp_path / "run"
+    assert main(["search", str(config), f"run_dir={run}", "search.max_evals=3"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(run)]) == 0
+    assert "identical" in capsys.readouterr().out
+
+
+def test_bad_configs_and_run_dirs_are_clear_errors(tmp_path, config, capsys):
+    assert main(["search", str(config), "search.n_agentz=3"]) == 2
+    assert "unknown config key 'search.n_agentz'" in capsys.readouterr().err
+    assert main(["search", str(config), "kind=vision"]) == 2
+    assert "unknown proxy task 'vision'" in capsys.readouterr().err
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not a compose run directory" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["search", str(config), f"run_dir={run}", "search.max_evals=1"]) == 0
+    assert main(["resume", str(run), "space.n_layers=8"]) == 2
+    assert "only search.* budgets can change" in capsys.readouterr().err
+    assert main(["search", str(config), f"run_dir={run}"]) == 2
+    assert "already holds a search" in capsys.readouterr().err
