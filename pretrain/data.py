@@ -106,6 +106,12 @@ def _local_files(source: str) -> list[str]:
     return files
 
 
+def check_source(cfg: DataConfig) -> None:
+    """Fail early on a local source that does not exist (hub names are checked when they are read)."""
+    if cfg.source != "stdlib" and not cfg.source.startswith("hf:"):
+        _local_files(cfg.source)
+
+
 def documents(cfg: DataConfig) -> Iterator[tuple[str, str]]:
     if cfg.source == "stdlib":
         return stdlib_documents()
@@ -216,7 +222,8 @@ def load_packed(cfg: DataConfig, tok: Tokenizer, cache: Path, seed: int = 0) -> 
         if meta["key"] != key:
             raise PretrainError(f"data: the cached data in {cache} was built from {meta['key']}, not {key}; "
                                 "the data config of a run cannot change on resume (delete the cache to rebuild)")
-        train, val = np.load(cache / "train.npy"), np.load(cache / "val.npy")
+        # Memory-mapped: ranks on one node share the page cache instead of each holding a copy.
+        train, val = np.load(cache / "train.npy", mmap_mode="r"), np.load(cache / "val.npy", mmap_mode="r")
         if _fingerprint(train, val) != meta["fingerprint"]:
             raise PretrainError(f"data: {cache} is corrupt (fingerprint mismatch); delete it to rebuild")
         return PackedData(train, val, meta["val_bytes"], cfg.seq_len, meta["fingerprint"], seed)

@@ -25,6 +25,7 @@ from models.errors import SpecError
 from models.spec import ArchSpec
 from pretrain import checkpoint
 from pretrain.config import RunConfig, load_config, to_yaml
+from pretrain.data import check_source
 from pretrain.distributed import DistEnv, init_distributed, select_accelerator, setup_env
 from pretrain.errors import PretrainError
 from pretrain.metrics import MetricsLog, memory_bytes, peak_flops, start_wandb
@@ -108,6 +109,7 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
         raise PretrainError(f"{run_dir} already holds checkpoints; continue it with `aira pretrain resume "
                             f"{run_dir}` or pick another name= / run_dir=")
     spec = resolve_spec(cfg)
+    check_source(cfg.data)
     tok = load_tokenizer(cfg.data.tokenizer)
     if tok.vocab_size > spec.vocab_size:
         raise PretrainError(f"the tokenizer {tok.name} has {tok.vocab_size} ids but the spec's vocab_size is "

@@ -1,0 +1,148 @@
+"""Bad input fails with a clear error before any compute; schedules, data order, tokenizers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrain.config import DataConfig, OptimConfig, load_config
+from pretrain.data import PackedData, load_packed
+from pretrain.errors import PretrainError
+from pretrain.schedule import lr_multiplier
+from pretrain.tokenizer import ByteTokenizer, load_tokenizer, train_bpe
+from pretrain.train import resume, run
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    # run() fills RANK / MASTER_PORT / DS_ACCELERATOR into the environment, as a launcher would.
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_tiny_config_loads_with_overrides():
+    cfg = load_config(TINY, ["train.zero_stage=3", "model.spec.d_model=32"])
+    assert cfg.train.zero_stage == 3 and cfg.model.spec["d_model"] == 32 and cfg.name == "tiny"
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["train.bogus=1"], "bogus"),
+    (["train.zero_stage=4"], "train.zero_stage"),
+    (["optim.schedule=linear"], "optim.schedule"),
+    (["train.batch_size=x"], "batch_size"),
+    (["train.zero_stage"], "key=value"),
+])
+def test_bad_config_names_the_key(overrides, words):
+    with pytest.raises(PretrainError, match=words):
+        load_config(TINY, overrides)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["model.spec.bogus=1"], "unknown spec field"),
+    (["train.batch_size=10"], "does not divide"),
+    (["data.source=/nonexistent/corpus"], "nonexistent"),
+    (["model.spec.vocab_size=128"], "model.vocab_size"),
+    (["data.seq_len=128"], "max_seq_len"),
+])
+def test_bad_run_fails_before_any_compute(overrides, words, tmp_path):
+    cfg = load_config(TINY, [*overrides, f"run_dir={tmp_path / 'run'}"])
+    with pytest.raises(PretrainError, match=words):
+        run(cfg)
+    assert not (tmp_path / "run").exists()  # nothing was built or written
+
+
+def _fake_run(tmp_path: Path, meta: dict, files: dict[str, bytes]) -> Path:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "step-00000008").mkdir(parents=True)
+    load_config(TINY)  # the config must be valid for resume to get as far as the checkpoint
+    (run_dir / "config.yaml").write_text(TINY.read_text())
+    (run_dir / "checkpoints" / "latest").write_text("step-00000008")
+    for name, data in files.items():
+        (run_dir / "checkpoints" / "step-00000008" / name).write_bytes(data)
+    (run_dir / "checkpoints" / "step-00000008" / "meta.json").write_text(json.dumps(meta))
+    return run_dir
+
+
+def test_resume_refuses_a_mismatched_checkpoint(tmp_path):
+    meta = {"spec_hash": "000000000000", "world_size": 1, "zero_stage": 1, "batch_size": 16, "seq_len": 64,
+            "step": 8, "files": {}}
+    with pytest.raises(PretrainError, match="spec_hash: checkpoint has '000000000000'"):
+        resume(_fake_run(tmp_path, meta, {}))
+
+
+def test_resume_refuses_a_truncated_checkpoint(tmp_path):
+    meta = {"step": 8, "files": {"mp_rank_00_model_states.pt": 1000}}
+    with pytest.raises(PretrainError, match="corrupt"):
+        resume(_fake_run(tmp_path, meta, {"mp_rank_00_model_states.pt": b"x" * 10}))
+
+
+def test_run_refuses_a_directory_with_checkpoints(tmp_path):
+    run_dir = _fake_run(tmp_path, {"step": 8}, {})
+    with pytest.raises(PretrainError, match="aira pretrain resume"):
+        run(load_config(TINY, [f"run_dir={run_dir}"]))
+
+
+def test_resume_of_a_non_run_directory(tmp_path):
+    with pytest.raises(PretrainError, match="not a pretrain run directory"):
+        resume(tmp_path)
+
+
+def test_schedules():
+    cos = lr_multiplier(OptimConfig(warmup_steps=10, min_lr_frac=0.1), 100)
+    assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0) and cos(10) == pytest.approx(1.0)
+    assert cos(99) == pytest.approx(0.1) and cos(55) < cos(30)
+    wsd = lr_multiplier(OptimConfig(schedule="wsd", warmup_steps=10, decay_frac=0.2, min_lr_frac=0.0), 100)
+    assert wsd(10) == wsd(79) == 1.0 and wsd(80) < 1.0 and wsd(99) == pytest.approx(0.0)
+
+
+def test_training_order_is_a_pure_function_of_seed_and_index():
+    tokens = np.arange(1001, dtype=np.int32)
+    a = PackedData(tokens, tokens[:100], 100, seq_len=10, fingerprint="x", seed=1)
+    b = PackedData(tokens, tokens[:100], 100, seq_len=10, fingerprint="x", seed=1)
+    x, y = a.batch(95, 10)  # crosses into the second epoch
+    for i in (0, 99, 150, 3):
+        b.window(i)  # a different access history must not change anything
+    torch_equal = (x == b.batch(95, 10)[0]).all()
+    assert bool(torch_equal) and bool((x[:, 1:] == y[:, :-1]).all())
+    starts = sorted(int(a.window(i)[0]) for i in range(100))
+    assert starts == list(range(0, 1000, 10))  # one epoch visits every window once
+    other = PackedData(tokens, tokens[:100], 100, seq_len=10, fingerprint="x", seed=2)
+    assert not bool((other.batch(0, 10)[0] == a.batch(0, 10)[0]).all())
+
+
+def test_bpe_tokenizer_trains_packs_and_counts_bytes(tmp_path):
+    from pretrain.data import stdlib_documents
+
+    texts = [t for _, t in zip(range(40), (t for _, t in stdlib_documents()))]
+    path = train_bpe(texts, 400, tmp_path / "tok")
+    tok = load_tokenizer(str(path))
+    assert tok.vocab_size == 400 and tok.tok.decode(tok.encode(texts[0])) == texts[0]
+    cfg = DataConfig(seq_len=32, train_mb=0.2, val_mb=0.02)
+    data = load_packed(cfg, tok, tmp_path / "cache")
+    assert data.train.max() < 400 and data.val_bytes_per_token() > 1.5  # BPE packs several bytes per token
+    byte_data = load_packed(cfg, ByteTokenizer(), tmp_path / "cache-bytes")
+    assert byte_data.val_bytes == byte_data.val.size  # bytes: one token per byte, separators included
+    with pytest.raises(PretrainError, match="cannot change on resume"):
+        load_packed(DataConfig(seq_len=32, train_mb=0.3, val_mb=0.02), tok, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("size, params", [("350m", 349_471_744), ("1b", 1_235_814_400), ("3b", 3_212_749_824)])
+def test_scale_configs_resolve_to_a_chinchilla_budget(size, params):
+    from models.accounting import count_params
+    from pretrain.train import check_batch, resolve_spec
+
+    cfg = load_config(TINY.parent / f"llama3.2-{size}.yaml")
+    spec = resolve_spec(cfg)
+    assert count_params(spec) == params and spec.name == f"llama3.2-{size}"
+    tokens = cfg.steps_for(params) * cfg.train.batch_size * cfg.data.seq_len
+    assert 20 * params <= tokens < 20 * params + cfg.train.batch_size * cfg.data.seq_len
+    for world in (1, 8, 16):
+        assert check_batch(cfg, world) * cfg.train.micro_batch_size * world == cfg.train.batch_size
