@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # The `deepspeed` launcher adds --local_rank=N; LOCAL_RANK in the environment already says it.
+    argv = [a for a in argv if not a.startswith("--local_rank")]
+    args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 0
