@@ -19,6 +19,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,7 +68,8 @@ class SearchConfig:
     n_workers: int = 1
     max_evals: int | None = 20  # evaluations (done + failed) in the whole search
     max_evals_per_agent: int | None = None
-    max_proposals_per_agent: int | None = None  # includes invalid ones; guards against a stuck agent
+    max_proposals_per_agent: int | None = None  # includes invalid ones
+    max_invalid_in_a_row: int = 20  # an agent whose last this-many proposals were all invalid stops proposing
     time_limit_s: float | None = None  # wall clock of the whole search, summed over resumed invocations
     eval_timeout_s: float | None = 1800
     memory_mb: int | None = None
@@ -106,7 +108,10 @@ class Search:
         if c.max_evals_per_agent is not None and sum(n.status in ("done", "failed") for n in mine) \
                 + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
             return False
-        return c.max_proposals_per_agent is None or len(mine) < c.max_proposals_per_agent
+        if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
+            return False
+        tail = mine[-c.max_invalid_in_a_row:]
+        return not (len(tail) == c.max_invalid_in_a_row and all(n.status == "invalid" for n in tail))
 
     def elapsed(self) -> float:
         """Wall clock spent by this search so far, earlier (resumed) invocations included."""
@@ -127,19 +132,18 @@ class Search:
         self._elapsed_before = float(self.journal.meta("elapsed_s", 0.0))
         self._started = time.time()
         self._wave = max((n.wave or 0 for n in self.journal.nodes()), default=0)
+        # Proposals of one round run in threads (LLM calls wait on the network, not the CPU).
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.agents)), thread_name_prefix="propose")
         self._resume()
         try:
             while True:
-                proposed = False
-                for agent in self.agents:
-                    if agent in self.in_flight.values() or not self._agent_can_propose(agent):
+                launch = self._idle_agents()
+                if launch:
+                    self._round(launch)
+                    if self._idle_agents():  # some proposals were invalid: those agents try again now
                         continue
-                    if not self._budget_left():
-                        break
-                    self._step(agent)
-                    proposed = True
                 if not self.in_flight:
-                    if not proposed:
+                    if not launch:
                         break
                     continue
                 results = self.executor.wait(stop_after_s=self._time_left())
@@ -151,6 +155,7 @@ class Search:
                     break  # running evaluations are abandoned; their nodes are re-run on resume
         finally:
             self.executor.shutdown()
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self.journal.set_meta("elapsed_s", self.elapsed())
         return self.journal
 
@@ -167,16 +172,45 @@ class Search:
             else:
                 self._submit(node)
 
-    def _step(self, agent: str) -> None:
-        mine = [visible(n) for n in self.journal.nodes() if n.agent_id == agent]
-        # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
-        rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
-        action = self.policies[agent].next(mine, rng)
-        action.context = self._context(agent, mine)
+    def _idle_agents(self) -> list[str]:
+        """Agents that may propose now, in order, no more than the evaluation budget has room for."""
+        if not self._budget_left():
+            return []
+        busy = set(self.in_flight.values())
+        idle = [a for a in self.agents if a not in busy and self._agent_can_propose(a)]
+        if self.cfg.max_evals is not None:
+            idle = idle[: self.cfg.max_evals - self.evaluations() - len(self.in_flight)]
+        return idle
+
+    def _round(self, agents: list[str]) -> None:
+        """Each agent picks an action (in order), all propose concurrently, results are journalled in order.
+
+        Only the proposing runs in threads; choices, journal writes and submissions stay in this thread
+        and in agent order, so the journal does not depend on which reply came back first.
+        """
+        plans = []
+        for agent in agents:
+            mine = [visible(n) for n in self.journal.nodes() if n.agent_id == agent]
+            # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
+            rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
+            action = self.policies[agent].next(mine, rng)
+            action.context = self._context(agent, mine)
+            plans.append((agent, action, rng))
+        if len(plans) == 1:
+            proposals = [self._propose(plans[0][1], plans[0][2])]
+        else:
+            futures = [self._pool.submit(self._propose, action, rng) for _, action, rng in plans]
+            proposals = [f.result() for f in futures]
+        for (agent, action, _), prop in zip(plans, proposals):
+            self._commit(agent, action, prop)
+
+    def _propose(self, action: Action, rng: random.Random) -> Proposal:
         try:
-            prop = self.task.propose(action, rng)
+            return self.task.propose(action, rng)
         except Exception as e:  # noqa: BLE001  (an operator or an LLM reply gone wrong is data, not a crash)
-            prop = Proposal({}, None, f"operator {action.operator} failed: {type(e).__name__}: {e}")
+            return Proposal({}, None, f"operator {action.operator} failed: {type(e).__name__}: {e}")
+
+    def _commit(self, agent: str, action: Action, prop: Proposal) -> None:
         node = Node(action.operator, agent, prop.payload, [p.id for p in action.parents], key=prop.key)
         if not prop.error and prop.key is not None and self.journal.has_key(prop.key):
             prop.error = f"duplicate of node {self.journal.by_key(prop.key)[0].id} (same {prop.key})"

@@ -1,7 +1,6 @@
 """Local executor: separate processes, results as files, every failure mode becomes a result."""
 
 import os
-import sys
 import time
 from pathlib import Path
 

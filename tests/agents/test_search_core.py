@@ -76,3 +76,43 @@ def test_search_is_reproducible_from_its_seed(tmp_path):
         return [(n.agent_id, n.operator, n.payload["x"]) for n in s.run().nodes()]
 
     assert run(tmp_path / "a") == run(tmp_path / "b")
+
+
+class SlowProposals(NumberTask):
+    """Proposing takes a while (like an LLM call); records when each proposal ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans = []
+
+    def propose(self, action, rng):
+        import time
+
+        t0 = time.time()
+        time.sleep(0.3)
+        self.spans.append((t0, time.time()))
+        return super().propose(action, rng)
+
+
+def test_agents_propose_concurrently_and_the_journal_keeps_agent_order(tmp_path):
+    task = SlowProposals()
+    search = Search(tmp_path, task, SearchConfig(policy="random", n_agents=4, n_workers=2, max_evals=4),
+                    executor=executor(tmp_path, 2))
+    nodes = search.run().nodes()
+    first_round = sorted(task.spans)[:4]
+    assert max(s for s, _ in first_round) < min(e for _, e in first_round)  # all four were in flight together
+    assert [n.agent_id for n in nodes[:4]] == ["agent-0", "agent-1", "agent-2", "agent-3"]
+
+
+class AlwaysInvalid(NumberTask):
+    def propose(self, action, rng):
+        return Proposal({"x": 0}, None, "the reply was not a proposal")
+
+
+def test_an_agent_that_only_proposes_garbage_is_retired_not_looped(tmp_path):
+    search = Search(tmp_path, AlwaysInvalid(), SearchConfig(policy="greedy", policy_args={"num_drafts": 1},
+                                                            n_agents=2, max_evals=5,
+                                                            max_invalid_in_a_row=3), executor=executor(tmp_path))
+    nodes = search.run().nodes()
+    assert len(nodes) == 6 and all(n.status == "invalid" for n in nodes)
+    assert sum(n.operator == "debug" for n in nodes) >= 2  # broken proposals are handed to debug
