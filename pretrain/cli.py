@@ -13,8 +13,9 @@ def _run(args: argparse.Namespace) -> int:
     from pretrain.train import run
 
     cfg = load_config(args.config, args.overrides)
-    if args.print_config:
+    if args.print_config:  # print and stop; a run prints its config anyway
         print(to_yaml(cfg))
+        return 0
     return run(cfg)
 
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("run", help="start a run from a config YAML and key=value overrides")
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/pretrain/tiny.yaml")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.zero_stage=3 name=my-run")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config first")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(fn=_run)
     p = verbs.add_parser("resume", help="continue a run from its newest checkpoint")
     p.add_argument("run_dir")

@@ -177,6 +177,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     batch_tokens = cfg.train.batch_size * seq
     flops_per_token = train_flops_per_token(spec, seq)
     peak, peak_src = peak_flops(dtype)
+    _say(env, "config:\n" + to_yaml(cfg))
     _say(env, f"pretrain: {accel}; {env.world_size} process(es), ZeRO-{cfg.train.zero_stage}, {dtype}")
     _say(env, f"model {spec.name or spec.hash()} [{spec.hash()}]: {n_params:,} params, "
               f"{flops_per_token / 1e6:.1f} MFLOP/token (train); tokenizer {tok.name} ({tok.vocab_size} ids)")
