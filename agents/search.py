@@ -213,7 +213,7 @@ class Search:
     def _commit(self, agent: str, action: Action, prop: Proposal) -> None:
         node = Node(action.operator, agent, prop.payload, [p.id for p in action.parents], key=prop.key)
         if not prop.error and prop.key is not None and self.journal.has_key(prop.key):
-            prop.error = f"duplicate of node {self.journal.by_key(prop.key)[0].id} (same {prop.key})"
+            prop.error = f"duplicate of node #{self.journal.by_key(prop.key)[0].seq} (same {prop.key})"
         if prop.error:
             node.status, node.error, node.key = "invalid", prop.error, None
             self.journal.add(node)

@@ -289,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ConfigError) as e:  # SpecError, DataError, ProxyError, RunError and config checks
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        # An LLM failure no retry can fix (bad key, unknown model, a replay that left the store) is a
+        # BaseException so the search cannot swallow it; it ends the command with its message.
+        errors = sys.modules.get("agents.llm.errors")
+        if errors is not None and isinstance(e, errors.LLMAbort):
+            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

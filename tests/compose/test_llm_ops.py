@@ -162,7 +162,7 @@ def test_llm_search_then_offline_replay_reaches_the_same_journal(tmp_path, monke
     assert n_requests == len(SCRIPT) and srv.script == []
     assert nodes[1].error.startswith("operator improve failed: ProposalError: LLM reply is not a valid proposal: "
                                      "no ```json block") and "I would stack attention layers." in nodes[1].error
-    assert nodes[2].error == f"duplicate of node {nodes[0].id} (same {nodes[0].key})"
+    assert nodes[2].error == f"duplicate of node #{nodes[0].seq} (same {nodes[0].key})"
     assert nodes[3].error.startswith("primitives ['mamba'] are not allowed")
     assert [n.parent_ids for n in nodes] == [[], [nodes[0].id], [nodes[1].id], [nodes[2].id], [nodes[3].id]]
     assert all(0 < n.metrics["val_bpb"] < 9 for n in journal.nodes("done"))
