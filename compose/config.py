@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.search import SearchConfig
+from compose.ladder import LadderConfig
 from compose.proxy import ProxyConfig
 from compose.space import SearchSpace
 from compose.task import PROXY_METRICS, DataConfig
@@ -21,11 +22,14 @@ class ComposeConfig:
     name: str = "compose"
     out_dir: str = "runs/compose"  # a new run goes to out_dir/<name>-<timestamp> unless run_dir is set
     run_dir: str | None = None
-    kind: str = "text"  # proxy task: text (val bits per byte) | mad (MAD synthetic suite, 1 - accuracy)
+    # proxy task: text (val bits per byte) | mad (MAD synthetic suite, 1 - accuracy) | ladder (the text
+    # proxy at several widths, ranked by the bits per byte a fitted power law predicts at larger compute)
+    kind: str = "text"
     space: SearchSpace = field(default_factory=SearchSpace)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # text proxy: token budget, schedule, device
     data: DataConfig = field(default_factory=DataConfig)  # text proxy: corpus
     mad: dict[str, Any] = field(default_factory=dict)  # MAD proxy: compose.mad.MADConfig fields
+    ladder: LadderConfig = field(default_factory=LadderConfig)  # ladder proxy: widths, target compute
     search: SearchConfig = field(default_factory=SearchConfig)
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
@@ -40,8 +44,10 @@ class ComposeConfig:
             if bad:
                 raise ValueError(f"space.allowed: {bad} are neither registered primitives "
                                  f"({', '.join(primitive_names())}) nor aliases in space.primitives")
-        if self.kind == "text":
+        if self.kind in ("text", "ladder"):
             self.proxy.check()
+        if self.kind == "ladder" and len(set(self.ladder.widths)) < 2:
+            raise ValueError(f"ladder.widths: needs at least two different widths, got {self.ladder.widths}")
         return self
 
     @property

@@ -17,7 +17,7 @@ from agents.journal import Journal, Node
 
 # The proxy task kinds and the metric (lower is better) each ranks by. Kept here, torch-free, so that
 # reading a journal never imports the task (and torch); compose.task uses the same table.
-PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error"}
+PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error", "ladder": "pred_bpb"}
 
 
 class RunError(ValueError):

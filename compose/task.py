@@ -44,7 +44,8 @@ class ComposeTask:
     target = "compose.task:evaluate"
 
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
-                 kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None):
+                 kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
+                 ladder: dict[str, Any] | None = None):
         if kind not in PROXY_METRICS:
             raise ValueError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
@@ -53,6 +54,7 @@ class ComposeTask:
         self.proxy = {**proxy, "eval_test": True}  # journalled as test_*, hidden from agents
         self.data = data
         self.mad = dict(mad or {})  # compose.mad.MADConfig fields, for kind == "mad"
+        self.ladder = dict(ladder or {})  # compose.ladder.LadderConfig fields, for kind == "ladder"
         self.max_mutations = max_mutations
         self.llm = llm  # compose.llm_ops.LLMProposer writes the proposals; None = the built-in operators
 
@@ -121,8 +123,11 @@ class ComposeTask:
     def job_payload(self, node: Node) -> dict[str, Any]:
         if self.kind == "mad":
             return {"kind": "mad", "spec": node.payload["spec"], "mad": self.mad}
-        return {"kind": "text", "spec": node.payload["spec"], "proxy": self.proxy,
-                "data": dataclasses.asdict(self.data)}
+        payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": self.proxy,
+                   "data": dataclasses.asdict(self.data)}
+        if self.kind == "ladder":
+            payload["ladder"] = self.ladder
+        return payload
 
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
         if self.metric not in value:
@@ -130,8 +135,9 @@ class ComposeTask:
         if self.kind == "mad":
             return dict(value)
         keep = ("val_bpb", "val_loss", "test_bpb", "test_loss", "params", "flops_per_token", "tokens",
-                "tokens_per_s", "train_s", "wall_s", "peak_mem_bytes", "loss_curve")
-        return {k: value[k] for k in keep}
+                "tokens_per_s", "train_s", "wall_s", "peak_mem_bytes", "loss_curve",
+                "pred_bpb", "test_pred_bpb", "ladder", "fit_a", "fit_b")
+        return {k: value[k] for k in keep if k in value}
 
 
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
@@ -149,5 +155,9 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     if "betas" in proxy:
         proxy["betas"] = tuple(proxy["betas"])
     data = load_data(DataConfig(**payload["data"]))
+    if payload.get("kind") == "ladder":
+        from compose.ladder import LadderConfig, evaluate_ladder
+
+        return evaluate_ladder(payload["spec"], data, ProxyConfig(**proxy), LadderConfig(**payload["ladder"]))
     result = train_proxy(ArchSpec.from_dict(payload["spec"]), data, ProxyConfig(**proxy), progress=False)
     return result.to_dict()

@@ -130,7 +130,7 @@ def scale_width(spec: ArchSpec, target_params: int, multiple_of: int = 64, max_d
     best: tuple[int, ArchSpec] | None = None
     for d in range(multiple_of, max_d_model + 1, multiple_of):
         try:
-            cand = _at_width(spec, d)
+            cand = at_width(spec, d)
         except SpecError:
             continue
         err = abs(count_params(cand) - target_params)
@@ -142,7 +142,9 @@ def scale_width(spec: ArchSpec, target_params: int, multiple_of: int = 64, max_d
     return dataclasses.replace(out, name=f"{spec.name}-d{out.d_model}" if spec.name else "")
 
 
-def _at_width(spec: ArchSpec, d: int) -> ArchSpec:
+def at_width(spec: ArchSpec, d: int) -> ArchSpec:
+    """The same pattern at d_model `d`: attention keeps its head width and grouping, an absolute MLP
+    `hidden` scales with d (rounded to 8), relative knobs stay. SpecError when d suits no head split."""
     prims = {}
     for alias in dict.fromkeys(list(spec.pattern) + list(spec.primitives)):
         pcls, cfg = spec.resolve(alias)
