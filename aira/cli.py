@@ -11,6 +11,7 @@ import sys
 STAGES = {
     "models": ("models.cli", "primitives, specs, presets"),
     "compose": ("compose.cli", "AIRA-Compose: architecture search over primitive patterns"),
+    "pretrain": ("pretrain.cli", "pretraining at 350M-3B on DeepSpeed (ZeRO 1/2/3), checkpoints, export"),
 }
 
 

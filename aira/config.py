@@ -2,8 +2,9 @@
 
 One config tree per command: the dataclass gives the schema and defaults, a YAML file overrides
 some of them, the command line overrides the rest (`search.n_agents=4 proxy.tokens=1e5`). Unknown
-keys and wrongly typed values are errors that name the key, before any work starts. Stage CLIs
-(`<stage>/cli.py`, part of the shell) use this; library code takes the dataclasses themselves.
+keys and wrongly typed values are errors that name the key, before any work starts. This module is
+the one exception to "nothing imports aira/": it depends on omegaconf only, and every stage loads its
+config through it (compose, pretrain), so there is one way to read a config.
 """
 
 from __future__ import annotations

@@ -140,29 +140,17 @@ SCHEDULES = ("cosine", "wsd")
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """RunConfig from an optional YAML file and `a.b=value` overrides; PretrainError naming a bad key."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from aira.config import ConfigError
+    from aira.config import load_config as load
 
-    base = OmegaConf.structured(RunConfig)
     try:
-        layers = [base]
-        if path is not None:
-            if not Path(path).is_file():
-                raise PretrainError(f"config file {path} does not exist")
-            layers.append(OmegaConf.load(path))
-        bad = [o for o in overrides or [] if "=" not in o]
-        if bad:
-            raise PretrainError(f"overrides must look like key=value, got {bad}")
-        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
-        merged = OmegaConf.merge(*layers)
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        msg = " ".join(str(e).split())
-        raise PretrainError(f"config: {msg} (the fields are in pretrain/config.py)") from None
+        cfg = load(RunConfig, path, list(overrides or []))
+    except ConfigError as e:
+        raise PretrainError(f"config: {e} (the fields are in pretrain/config.py)") from None
     return cfg.check()
 
 
 def to_yaml(cfg: RunConfig) -> str:
-    from omegaconf import OmegaConf
+    from aira.config import to_yaml as dump
 
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    return dump(cfg)
