@@ -15,7 +15,7 @@ from torch import nn
 
 from models.errors import SpecError
 
-_PRIMITIVES: dict[str, type["Primitive"]] = {}
+_PRIMITIVES: dict[str, type[Primitive]] = {}
 
 
 class Primitive(nn.Module):

@@ -77,7 +77,7 @@ class ArchSpec:
 
     # ---------------------------------------------------------------- validation
 
-    def validate(self) -> "ArchSpec":
+    def validate(self) -> ArchSpec:
         """Raise SpecError listing every problem found; return self when valid."""
         problems: list[str] = []
 
@@ -119,7 +119,7 @@ class ArchSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
         if not isinstance(d, dict):
             raise SpecError(f"a spec must be a mapping of fields, got {type(d).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]
@@ -137,7 +137,7 @@ class ArchSpec:
         return yaml.dump(self.to_dict(), Dumper=_FlowListDumper, sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "ArchSpec":
+    def from_yaml(cls, text: str) -> ArchSpec:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -148,7 +148,7 @@ class ArchSpec:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ArchSpec":
+    def from_json(cls, text: str) -> ArchSpec:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> Path:
@@ -157,7 +157,7 @@ class ArchSpec:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ArchSpec":
+    def load(cls, path: str | Path) -> ArchSpec:
         path = Path(path)
         if not path.exists():
             raise SpecError(f"spec file {path} does not exist")
@@ -182,7 +182,7 @@ class ArchSpec:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def replace(self, **changes: Any) -> "ArchSpec":
+    def replace(self, **changes: Any) -> ArchSpec:
         return dataclasses.replace(self, **changes).validate()
 
 

@@ -3,4 +3,4 @@
 from models.hf.llama import from_hf_llama, to_hf_llama
 from models.hf.mamba import from_hf_mamba, from_hf_mamba2
 
-__all__ = ["from_hf_llama", "to_hf_llama", "from_hf_mamba", "from_hf_mamba2"]
+__all__ = ["from_hf_llama", "from_hf_mamba", "from_hf_mamba2", "to_hf_llama"]

@@ -22,7 +22,7 @@ class MLPConfig:
 
 
 def hidden_width(d_model: int, cfg: MLPConfig) -> int:
-    h = cfg.hidden if cfg.hidden is not None else int(round(cfg.expansion * d_model))
+    h = cfg.hidden if cfg.hidden is not None else round(cfg.expansion * d_model)
     return -(-h // cfg.multiple_of) * cfg.multiple_of
 
 

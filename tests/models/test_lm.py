@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models import ArchSpec, build_classifier, build_lm, bits_per_byte
+from models import ArchSpec, bits_per_byte, build_classifier, build_lm
 from models.generate import generate
 from models.lm import Bidirectional
 
