@@ -1,0 +1,231 @@
+"""Score a spec on the MAD suite: per task, train a fresh model of the spec and measure its accuracy.
+
+Each task has its own vocabulary (16 to 256 tokens, see the presets), so the spec is rebuilt with the
+task's vocab_size and max_seq_len; its layer pattern, width and knobs are kept. Accuracy is the
+fraction of scored target positions whose argmax prediction is right (MAD reports torchmetrics'
+class-averaged accuracy; with near-uniform targets the two agree closely). mad_acc is the mean over
+tasks of the val accuracy; the test_* keys come from a hidden split drawn with another seed.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+import zlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compose.mad.config import MADConfig, TrainSettings
+from compose.mad.generators import IGNORE, MADError, generate, get_task
+from compose.proxy import resolve_device, resolve_dtype, spec_flops_per_token
+from models.lm import CausalLM, build_lm
+from models.norms import NORMS
+from models.spec import ArchSpec
+
+SPLITS = ("train", "val", "test")
+
+
+def split_seed(seed: int, task: str, split: str) -> list[int]:
+    """Seed of one split of one task: distinct per (seed, task, split), stable across task orderings."""
+    return [seed, zlib.crc32(task.encode()), SPLITS.index(split)]
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+class CompressionDecoder(nn.Module):
+    """MAD's compression readout: the encoder's last state + a fixed position code -> a 2-layer MLP.
+
+    The whole sequence must pass through one d_model vector, so the score measures what the layers can
+    pack into a single position. Its output goes through the LM head (tied or not) of the spec.
+    """
+
+    def __init__(self, d_model: int, seq_len: int, norm: str):
+        super().__init__()
+        self.register_buffer("positions", sincos_positions(seq_len, d_model), persistent=False)
+        self.net = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
+                                 NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(), NORMS[norm](d_model))
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """code (batch, d_model) -> (batch, seq_len, d_model)."""
+        return self.net(code.unsqueeze(1) + self.positions.to(code.dtype))
+
+
+def sincos_positions(n: int, d: int) -> torch.Tensor:
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    out = torch.zeros(n, d)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return out
+
+
+class MADModel(nn.Module):
+    """The spec's causal LM, read out per position ("lm") or through CompressionDecoder ("compress")."""
+
+    def __init__(self, spec: ArchSpec, readout: str):
+        super().__init__()
+        self.lm: CausalLM = build_lm(spec)
+        self.decoder = CompressionDecoder(spec.d_model, spec.max_seq_len, spec.norm) if readout == "compress" else None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (batch, seq) -> logits (batch, seq, vocab)."""
+        if self.decoder is None:
+            return self.lm(tokens).logits
+        x = self.lm.embed(tokens)
+        for layer in self.lm.layers:
+            x = layer(x)
+        return self.lm.logits(self.decoder(self.lm.norm(x)[:, -1]))
+
+
+# ---------------------------------------------------------------------------------------------- one task
+
+
+def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
+    """Linear warmup over warmup_frac of the steps, then cosine decay to zero at the last step."""
+    warmup = round(warmup_frac * steps)
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    span = steps - warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / span)) if span > 0 else lr
+
+
+@torch.no_grad()
+def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, dtype: str) -> float:
+    """Fraction of scored positions (targets != IGNORE) where the argmax prediction is the target."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for i in range(0, len(inputs), batch_size):
+            x, y = inputs[i:i + batch_size].to(device), targets[i:i + batch_size].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                pred = model(x).argmax(-1)
+            scored = y != IGNORE
+            correct += int((pred[scored] == y[scored]).sum())
+            total += int(scored.sum())
+    finally:
+        model.train(was_training)
+    return correct / max(total, 1)
+
+
+def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dtype: str) -> dict[str, Any]:
+    """Train a fresh model of `spec` on task `name`; its val and test accuracy, final loss and timing."""
+    task = get_task(name)
+    task_cfg, budget = cfg.resolve(name)
+    x_train, y_train = generate(name, task_cfg, budget.n_train, split_seed(cfg.seed, name, "train"), train=True)
+    x_val, y_val = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "val"))
+    x_test, y_test = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "test"))
+
+    task_spec = spec.replace(vocab_size=task_cfg.vocab_size, max_seq_len=task_cfg.seq_len)
+    torch.manual_seed(cfg.seed)
+    model = MADModel(task_spec, task.readout).to(device)
+    t0 = time.perf_counter()
+    loss = train(model, x_train, y_train, budget, cfg, device, dtype, label=f"{name} (spec {spec.hash()})")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_s = time.perf_counter() - t0
+    return {
+        "val_acc": accuracy(model, x_val, y_val, 4 * budget.batch_size, dtype),
+        "test_acc": accuracy(model, x_test, y_test, 4 * budget.batch_size, dtype),
+        "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s,
+    }
+
+
+def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: TrainSettings, cfg: MADConfig,
+          device: torch.device, dtype: str, label: str) -> float:
+    """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": budget.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=budget.lr, fused=device.type == "cuda")
+    steps = budget.total_steps()
+    order = torch.Generator().manual_seed(cfg.seed)
+    n = len(inputs)
+    per_epoch = math.ceil(n / budget.batch_size)
+    inputs, targets = inputs.to(device), targets.to(device)
+    model.train()
+    loss = torch.zeros(())
+    for step in range(steps):
+        if step % per_epoch == 0:
+            perm = torch.randperm(n, generator=order).to(device)
+        idx = perm[(step % per_epoch) * budget.batch_size:][: budget.batch_size]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, budget.lr, cfg.warmup_frac)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            logits = model(inputs[idx])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten(), ignore_index=IGNORE)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise MADError(f"MAD task {label} diverged: final training loss {value}; lower lr (now {budget.lr})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- the suite
+
+
+def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]:
+    """Run every task of cfg on `spec`; returns JSON-able metrics (mad_error is what the search minimizes).
+
+    Keys: mad_acc, mad_error, acc/<task> (val), test_mad_acc, test_mad_error, test_acc/<task> (hidden),
+    params and flops_per_token (of `spec` as given, at its max_seq_len), train_loss/<task>, steps/<task>,
+    wall_s, train_s (seconds), peak_mem_bytes, device, dtype, mad (the resolved settings of each task).
+    """
+    t_start = time.perf_counter()
+    cfg = (cfg or MADConfig()).check()
+    spec = spec.validate()
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    old_threads = torch.get_num_threads()
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        per_task = {name: run_task(spec, name, cfg, device, dtype) for name in cfg.tasks}
+    finally:
+        torch.set_num_threads(old_threads)
+
+    val = [r["val_acc"] for r in per_task.values()]
+    test = [r["test_acc"] for r in per_task.values()]
+    out: dict[str, Any] = {"mad_acc": sum(val) / len(val), "test_mad_acc": sum(test) / len(test)}
+    out["mad_error"] = 1.0 - out["mad_acc"]
+    out["test_mad_error"] = 1.0 - out["test_mad_acc"]
+    for name, r in per_task.items():
+        out[f"acc/{name}"] = r["val_acc"]
+        out[f"test_acc/{name}"] = r["test_acc"]
+        out[f"train_loss/{name}"] = r["train_loss"]
+        out[f"steps/{name}"] = r["steps"]
+    out |= {
+        "params": _count_params(spec),
+        "flops_per_token": spec_flops_per_token(spec, spec.max_seq_len),
+        "train_s": sum(r["train_s"] for r in per_task.values()),
+        "wall_s": time.perf_counter() - t_start,
+        "peak_mem_bytes": _peak_memory(device), "device": str(device), "dtype": dtype,
+        "mad": {"preset": cfg.preset, "seed": cfg.seed, "tasks": cfg.describe()},
+    }
+    return out
+
+
+def _count_params(spec: ArchSpec) -> int:
+    from models.accounting import count_params
+
+    return int(count_params(spec))
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
