@@ -49,7 +49,8 @@ class TrainSettings:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 out.append(f"{where}{name}: must be a positive integer, got {v!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
-            out.append(f"{where}steps: must be a positive integer or None (then epochs decide), got {self.steps!r}")
+            out.append(f"{where}steps: must be a positive integer or None (then epochs decide), "
+                       f"got {self.steps!r}")
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             out.append(f"{where}lr: must be > 0, got {self.lr!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
@@ -71,16 +72,18 @@ PRESETS: dict[str, Preset] = {
                "weight_decay": 0.0},
         tasks={
             "in_context_recall": {"vocab_size": 16, "seq_len": 32},
-            "fuzzy_in_context_recall": {"vocab_size": 16, "seq_len": 48, "k_motif_size": 2, "v_motif_size": 2},
-            "noisy_in_context_recall": {"vocab_size": 32, "noise_vocab_size": 16, "frac_noise": 0.2, "seq_len": 32},
+            "fuzzy_in_context_recall": {"vocab_size": 16, "seq_len": 48, "k_motif_size": 2,
+                                        "v_motif_size": 2},
+            "noisy_in_context_recall": {"vocab_size": 32, "noise_vocab_size": 16, "frac_noise": 0.2,
+                                        "seq_len": 32},
             "selective_copying": {"vocab_size": 16, "seq_len": 48, "num_tokens_to_copy": 8},
             "compression": {"vocab_size": 16, "seq_len": 12},
             "memorization": {"vocab_size": 64, "seq_len": 16, "n_train": 256, "epochs": 20},
         },
     ),
     "paper": Preset(
-        train={"n_train": 12_800, "n_test": 1_280, "epochs": 200, "steps": None, "batch_size": 128, "lr": 5e-4,
-               "weight_decay": 0.0},
+        train={"n_train": 12_800, "n_test": 1_280, "epochs": 200, "steps": None, "batch_size": 128,
+               "lr": 5e-4, "weight_decay": 0.0},
         tasks={name: {} for name in TASKS} | {"memorization": {"n_train": 256}}
         | {name: {"lm_loss": True} for name in ("in_context_recall", "fuzzy_in_context_recall",
                                                  "noisy_in_context_recall")},
@@ -122,7 +125,8 @@ class MADConfig:
         else:
             unknown = [t for t in self.tasks if t not in TASKS]
             if unknown:
-                problems.append(f"tasks: unknown {', '.join(map(repr, unknown))}; valid tasks: {', '.join(TASKS)}")
+                problems.append(f"tasks: unknown {', '.join(map(repr, unknown))}; "
+                                f"valid tasks: {', '.join(TASKS)}")
             if len(set(self.tasks)) != len(self.tasks):
                 problems.append(f"tasks: listed twice in {self.tasks}")
         if not isinstance(self.overrides, dict):
@@ -130,7 +134,8 @@ class MADConfig:
         else:
             stray = [t for t in self.overrides if t not in TASKS]
             if stray:
-                problems.append(f"overrides: unknown task(s) {', '.join(map(repr, stray))}; valid: {', '.join(TASKS)}")
+                problems.append(f"overrides: unknown task(s) {', '.join(map(repr, stray))}; "
+                                f"valid: {', '.join(TASKS)}")
         if not 0 <= self.warmup_frac < 1:
             problems.append(f"warmup_frac: must be in [0, 1), got {self.warmup_frac}")
         if self.grad_clip < 0:

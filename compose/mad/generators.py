@@ -71,7 +71,8 @@ class RecallConfig:
                        f"{self.noise_vocab_size} noise and {special} special tokens; raise it")
         out += _noise_problems(self)
         if self.seq_len < 3 + special:
-            out.append(f"seq_len: must be at least {3 + special} (one pair and the probe), got {self.seq_len}")
+            out.append(f"seq_len: must be at least {3 + special} (one pair and the probe), "
+                       f"got {self.seq_len}")
         return out
 
 
@@ -107,13 +108,15 @@ class FuzzyRecallConfig:
         special = 1 if self.multi_query else 2  # pad (+ copy prefix)
         n_keys, n_values = _split(self.vocab_size - special - self.noise_vocab_size)
         if n_keys < self.k_motif_size or n_values < self.v_motif_size:
-            out.append(f"vocab_size: {self.vocab_size} gives {n_keys} key and {n_values} value tokens, fewer than "
-                       f"k_motif_size={self.k_motif_size} / v_motif_size={self.v_motif_size} (tokens within a "
-                       "key or value are distinct); raise vocab_size or lower the motif sizes")
+            out.append(f"vocab_size: {self.vocab_size} gives {n_keys} key and {n_values} value tokens, "
+                       f"fewer than k_motif_size={self.k_motif_size} / v_motif_size={self.v_motif_size} "
+                       "(tokens within a key or value are distinct); "
+                       "raise vocab_size or lower the motif sizes")
         out += _noise_problems(self)
         need = 2 * (self.k_motif_size + self.v_motif_size) + special - 1
         if self.seq_len < need:
-            out.append(f"seq_len: must be at least {need} to hold one key-value pair and the probe, got {self.seq_len}")
+            out.append(f"seq_len: must be at least {need} to hold one key-value pair and the probe, "
+                       f"got {self.seq_len}")
         return out
 
 
@@ -132,14 +135,18 @@ class SelectiveCopyConfig:
         if self.vocab_size < 3:
             out.append(f"vocab_size: needs at least 3 (data, blank, copy tokens), got {self.vocab_size}")
         if self.seq_len < 2 * self.num_tokens_to_copy + 1:
-            out.append(f"seq_len: must be at least 2 * num_tokens_to_copy + 1 = {2 * self.num_tokens_to_copy + 1}, "
+            need = 2 * self.num_tokens_to_copy + 1
+            out.append(f"seq_len: must be at least 2 * num_tokens_to_copy + 1 = {need}, "
                        f"got {self.seq_len}")
         return out
 
 
 @dataclass
 class CompressionConfig:
-    """Compression: squeeze seq_len - 1 random tokens into one vector. Paper baseline: vocab 16, seq_len 32."""
+    """Compression: squeeze seq_len - 1 random tokens into one vector.
+
+    Paper baseline: vocab 16, seq_len 32.
+    """
 
     vocab_size: int = 16
     seq_len: int = 32
@@ -168,7 +175,8 @@ class MemorizationConfig:
     def problems(self) -> list[str]:
         out = _positive(self, "vocab_size", "seq_len")
         if not out and self.vocab_size < 3:
-            out.append(f"vocab_size: needs at least 3 (a key, a value, the insert token), got {self.vocab_size}")
+            out.append(f"vocab_size: needs at least 3 (a key, a value, the insert token), "
+                       f"got {self.vocab_size}")
         if not out and self.seq_len % 2:
             out.append(f"seq_len: must be even (key, insert-token pairs), got {self.seq_len}")
         return out
@@ -202,7 +210,8 @@ def _split(n: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- tasks
 
 
-def in_context_recall(cfg: RecallConfig, rng: np.random.Generator, train: bool) -> tuple[list[int], list[int]]:
+def in_context_recall(cfg: RecallConfig, rng: np.random.Generator, train: bool
+                      ) -> tuple[list[int], list[int]]:
     """Key-value pairs with a per-sequence random map; recall a value when its key comes back.
 
     Layout (multi-query): k v k v ... k v; single-query adds a copy-prefix token before the final pair.
@@ -252,7 +261,8 @@ def fuzzy_in_context_recall(cfg: FuzzyRecallConfig, rng: np.random.Generator, tr
     pad = cfg.vocab_size - 1
     n_ordinary = cfg.vocab_size - special - cfg.noise_vocab_size
     n_keys, _ = _split(n_ordinary)
-    budget = cfg.seq_len + 1 - (special - 1) - (cfg.k_motif_size + cfg.v_motif_size)  # room left for the probe
+    # Room for the pairs: the stream is seq_len + 1 tokens, less the copy prefix and the longest probe.
+    budget = cfg.seq_len + 1 - (special - 1) - (cfg.k_motif_size + cfg.v_motif_size)
     kv: dict[tuple[int, ...], tuple[int, ...]] = {}
     body: list[int] = []
     roles: list[int] = []
@@ -330,7 +340,8 @@ def memorization_map(vocab_size: int, kv_seed: int = 12345) -> tuple[int, ...]:
     return tuple((perm + n_keys).tolist())
 
 
-def memorization(cfg: MemorizationConfig, rng: np.random.Generator, train: bool) -> tuple[list[int], list[int]]:
+def memorization(cfg: MemorizationConfig, rng: np.random.Generator, train: bool
+                 ) -> tuple[list[int], list[int]]:
     """Pairs (key, insert token); at the insert token output the key's value from the fixed map."""
     value_of = memorization_map(cfg.vocab_size, cfg.kv_seed)
     keys = rng.integers(0, len(value_of), size=cfg.seq_len // 2).tolist()
@@ -357,7 +368,7 @@ class MADTask:
     name: str
     config: type
     example: Callable[..., tuple[list[int], list[int]]]
-    readout: str = "lm"  # "lm": the LM head at every position; "compress": decode all tokens from the last one
+    readout: str = "lm"  # "lm": LM head at every position; "compress": decode every token from the last one
 
 
 TASKS: dict[str, MADTask] = {t.name: t for t in (
@@ -382,7 +393,8 @@ def make_task_config(name: str, **settings: object) -> object:
     allowed = [f.name for f in fields(task.config)]
     unknown = [k for k in settings if k not in allowed]
     if unknown:
-        raise MADError(f"{name}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+        raise MADError(f"{name}: unknown setting(s) {', '.join(map(repr, unknown))}; "
+                       f"allowed: {', '.join(allowed)}")
     cfg = task.config(**settings)
     problems = cfg.problems()
     if problems:

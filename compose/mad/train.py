@@ -49,7 +49,8 @@ class CompressionDecoder(nn.Module):
         super().__init__()
         self.register_buffer("positions", sincos_positions(seq_len, d_model), persistent=False)
         self.net = nn.Sequential(NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
-                                 NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(), NORMS[norm](d_model))
+                                 NORMS[norm](d_model), nn.Linear(d_model, d_model), nn.GELU(),
+                                 NORMS[norm](d_model))
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         """code (batch, d_model) -> (batch, seq_len, d_model)."""
@@ -71,7 +72,8 @@ class MADModel(nn.Module):
     def __init__(self, spec: ArchSpec, readout: str):
         super().__init__()
         self.lm: CausalLM = build_lm(spec)
-        self.decoder = CompressionDecoder(spec.d_model, spec.max_seq_len, spec.norm) if readout == "compress" else None
+        compress = readout == "compress"
+        self.decoder = CompressionDecoder(spec.d_model, spec.max_seq_len, spec.norm) if compress else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (batch, seq) -> logits (batch, seq, vocab)."""
@@ -96,7 +98,8 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
 
 
 @torch.no_grad()
-def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, dtype: str) -> float:
+def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, dtype: str
+             ) -> float:
     """Fraction of scored positions (targets != IGNORE) where the argmax prediction is the target."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -119,7 +122,8 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
     """Train a fresh model of `spec` on task `name`; its val and test accuracy, final loss and timing."""
     task = get_task(name)
     task_cfg, budget = cfg.resolve(name)
-    x_train, y_train = generate(name, task_cfg, budget.n_train, split_seed(cfg.seed, name, "train"), train=True)
+    x_train, y_train = generate(name, task_cfg, budget.n_train, split_seed(cfg.seed, name, "train"),
+                                train=True)
     x_val, y_val = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "val"))
     x_test, y_test = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "test"))
 
@@ -143,8 +147,9 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
     """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": budget.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=budget.lr, fused=device.type == "cuda")
+    groups = [{"params": decay, "weight_decay": budget.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=budget.lr, fused=device.type == "cuda")
     steps = budget.total_steps()
     order = torch.Generator().manual_seed(cfg.seed)
     n = len(inputs)
