@@ -12,6 +12,7 @@ STAGES = {
     "models": ("models.cli", "primitives, specs, presets"),
     "compose": ("compose.cli", "AIRA-Compose: architecture search over primitive patterns"),
     "pretrain": ("pretrain.cli", "pretraining at 350M-3B on DeepSpeed (ZeRO 1/2/3), checkpoints, export"),
+    "eval": ("eval.cli", "lm-eval downstream scoring and scaling-law fit reports"),
 }
 
 
