@@ -76,3 +76,21 @@ def test_bad_configs_and_run_dirs_are_clear_errors(tmp_path, config, capsys):
     assert "only search.* budgets can change" in capsys.readouterr().err
     assert main(["search", str(config), f"run_dir={run}"]) == 2
     assert "already holds a search" in capsys.readouterr().err
+
+
+def test_a_search_on_the_mad_suite_ranks_by_accuracy_and_hides_the_test_split(tmp_path, capsys):
+    path = tmp_path / "mad.yaml"
+    path.write_text(TINY.replace("name: tiny", "name: tiny-mad\nkind: mad\nmad: {tasks: [in_context_recall, "
+                                 "selective_copying], steps: 20, n_train: 64, n_test: 32, batch_size: 16}"))
+    run = tmp_path / "run"
+    assert main(["search", str(path), f"run_dir={run}", "search.max_evals=2"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+    assert len(done) == 2
+    for n in done:
+        m = n.metrics
+        assert m["mad_error"] == pytest.approx(1 - m["mad_acc"]) and 0 <= m["mad_acc"] <= 1
+        assert "test_mad_error" in m and "acc/in_context_recall" in m
+    capsys.readouterr()
+    assert main(["leaderboard", str(run), "--test"]) == 0
+    assert "test_mad_error" in capsys.readouterr().out
