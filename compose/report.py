@@ -169,8 +169,27 @@ def _run_section(run: Run, top_k: int, out: Path, several: bool) -> list[str]:
                         "report."), ""]
     lines += _leaderboard(run, scored, top_k)
     lines += _agents(run)
+    lines += _llm_usage(run)
     lines += _usage(run, scored[:top_k], out, several)
     return lines
+
+
+def _llm_usage(run: Run) -> list[str]:
+    """Tokens, cost and reliability of the LLM calls per agent, from the run's prompt store."""
+    store = run.path / "llm"
+    if not store.is_dir():
+        return []
+    from agents.llm.usage import summarize_store, total
+
+    per_agent = summarize_store(store)
+    if not per_agent:
+        return []
+    lines = ["### LLM usage", "", "| agent | calls | tokens in | tokens out | cost | failed attempts | gave up |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, u in [*per_agent.items(), ("**total**", total(per_agent))]:
+        lines.append(f"| {name} | {u.calls} | {u.tokens_in:,} | {u.tokens_out:,} | {u.cost:.4f} | {u.errors} | "
+                     f"{u.failures} |")
+    return lines + [""]
 
 
 def _leaderboard(run: Run, scored: list, top_k: int) -> list[str]:

@@ -187,6 +187,10 @@ def test_llm_search_then_offline_replay_reaches_the_same_journal(tmp_path, monke
     assert (usage.calls, usage.tokens_in, usage.tokens_out) == (5, sum(s[1] for s in SCRIPT), sum(s[2] for s in SCRIPT))
     assert usage.cost == pytest.approx((usage.tokens_in * 1.0 + usage.tokens_out * 2.0) / 1e6)
     assert proposer.client.usage()["agent-0"].tokens_out == usage.tokens_out
+    from compose.report import write_report
+
+    report = write_report(run_a).read_text()
+    assert "### LLM usage" in report and f"| agent-0 | 5 | {usage.tokens_in:,} | {usage.tokens_out:,} |" in report
 
     # replay: server gone, no key, a fresh run directory reading A's store only
     monkeypatch.delenv("OPENAI_API_KEY")
