@@ -3,7 +3,10 @@
 The policies are aira-dojo's (Greedy, MCTS, Evolutionary) plus Random; their defaults are read
 from aira-dojo's solver configs (see REFERENCE.md). A policy knows nothing about what a payload is:
 it sees nodes with a status and a scalar score (lower is better) and returns an Action.
-Invalid or failed nodes are handed to `debug` up to `max_debug_depth` times along a chain.
+Invalid or failed nodes are handed to `debug` up to `max_debug_depth` times along a chain. With
+`analyze_every: n`, every n-th step of an agent is `analyze`: the operator sees the agent's best
+nodes together (an LLM writes an analysis and a proposal; the built-in operator takes their
+per-position consensus) — aira-dojo's analyze step, which reads results across nodes.
 """
 
 from __future__ import annotations
@@ -44,11 +47,21 @@ class Policy:
 
     name = "base"
 
-    def __init__(self, metric: str, debug_prob: float = 1.0, max_debug_depth: int = 20):
+    def __init__(self, metric: str, debug_prob: float = 1.0, max_debug_depth: int = 20, analyze_every: int = 0,
+                 analyze_top: int = 5):
         self.metric = metric
         self.debug_prob = debug_prob
         self.max_debug_depth = max_debug_depth
+        self.analyze_every = analyze_every  # every n-th step is `analyze` over the best nodes; 0 = never
+        self.analyze_top = analyze_top
         self._debugged: set[str] = set()
+
+    def maybe_analyze(self, nodes: list[Node]) -> Action | None:
+        """`analyze`: study the agent's best nodes together and propose from what they share."""
+        if self.analyze_every <= 0 or not nodes or (len(nodes) + 1) % self.analyze_every:
+            return None
+        best = [n for _, n in self.scored(nodes)[: self.analyze_top]]
+        return Action("analyze", best) if len(best) >= 2 else None
 
     def next(self, nodes: list[Node], rng: random.Random) -> Action:  # pragma: no cover
         raise NotImplementedError
@@ -93,6 +106,8 @@ class GreedyPolicy(Policy):
             return Action("draft")
         if (dbg := self.maybe_debug(nodes, rng)) is not None:
             return dbg
+        if (ana := self.maybe_analyze(nodes)) is not None:
+            return ana
         best = self.scored(nodes)
         return Action("improve", [best[0][1]]) if best else Action("draft")
 
@@ -123,6 +138,8 @@ class EvolutionaryPolicy(Policy):
             return Action("draft")
         if (dbg := self.maybe_debug(nodes, rng)) is not None:
             return dbg
+        if (ana := self.maybe_analyze(nodes)) is not None:
+            return ana
         pop = self.scored(nodes)[: self.max_population]
         if not pop:
             return Action("draft")
@@ -153,6 +170,8 @@ class MCTSPolicy(Policy):
     def next(self, nodes, rng):
         if (dbg := self.maybe_debug(nodes, rng)) is not None:
             return dbg
+        if (ana := self.maybe_analyze(nodes)) is not None:
+            return ana
         scored = self.scored(nodes)
         rank = {n.id: i for i, (_, n) in enumerate(scored)}
         reward = {nid: 1.0 - r / max(1, len(scored)) for nid, r in rank.items()}

@@ -73,6 +73,13 @@ class ComposeTask:
             pattern, how = crossover(parents[0], parents[1], rng), "one-point crossover"
         elif action.operator == "debug":
             pattern, how = self._repair(parents[0], rng)
+        elif action.operator == "analyze":  # what the best designs share: per-position majority vote
+            from compose.aggregate import consensus_pattern
+
+            pattern, how = consensus_pattern(parents), f"consensus of the {len(parents)} best designs"
+            if not self.space.contains(pattern) or pattern in parents:
+                pattern, ops = mutate(pattern, rng, allowed)
+                how += ", then mutated: " + ", ".join(ops)
         elif action.operator == "suggest":  # a point from a model-based policy (TPE) in param_space()
             return self._suggested(action.params or {})
         else:

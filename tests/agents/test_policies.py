@@ -80,3 +80,14 @@ def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="greedy"):
         make_policy("annealing", "loss")
     assert set(POLICIES) == {"random", "greedy", "evolutionary", "mcts", "tpe"}
+
+
+@pytest.mark.parametrize("name,kw", [("greedy", {"num_drafts": 2}), ("evolutionary", {"individuals_per_generation": 2}),
+                                     ("mcts", {})])
+def test_analyze_every_n_steps_hands_over_the_best_nodes_best_first(name, kw):
+    p = make_policy(name, "loss", analyze_every=4, analyze_top=2, **kw)
+    nodes = chain([3.0, 1.0, 2.0])  # the 4th step is an analyze step
+    a = p.next(nodes, random.Random(0))
+    assert a.operator == "analyze" and a.parents == [nodes[1], nodes[2]]
+    assert p.next(chain([3.0, 1.0, 2.0, 4.0]), random.Random(0)).operator != "analyze"
+    assert make_policy(name, "loss", **kw).next(nodes, random.Random(0)).operator != "analyze"  # off by default

@@ -89,3 +89,24 @@ def test_crossover_takes_a_prefix_and_a_suffix():
     assert 1 <= k <= 7 and c == a[:k] + b[k:]
     with pytest.raises(ValueError):
         crossover(a, b[:3], random.Random(0))
+
+
+def test_analyze_proposes_the_consensus_of_the_best_patterns():
+    from agents.journal import Node
+    from agents.policies import Action
+    from compose.task import ComposeTask, DataConfig
+
+    space = SearchSpace(n_layers=4, allowed=["attn", "mlp", "conv"], d_model=16, max_params=None, max_seq_len=32)
+    task = ComposeTask(space, {}, DataConfig())
+
+    def nodes(*patterns):
+        return [Node("draft", "a", {"pattern": list(p)}) for p in patterns]
+
+    best = nodes(["attn", "conv", "mlp", "conv"], ["attn", "mlp", "conv", "mlp"], ["mlp", "mlp", "mlp", "conv"])
+    prop = task.propose(Action("analyze", best), random.Random(0))
+    assert prop.payload["pattern"] == ["attn", "mlp", "mlp", "conv"] and not prop.error
+    assert prop.payload["plan"] == "consensus of the 3 best designs"
+    # a consensus that is one of the parents would be a duplicate: it is mutated instead
+    same = nodes(["attn", "mlp", "mlp", "conv"], ["attn", "mlp", "conv", "conv"])
+    prop = task.propose(Action("analyze", same), random.Random(0))
+    assert "then mutated" in prop.payload["plan"] and prop.payload["pattern"] != ["attn", "mlp", "mlp", "conv"]
