@@ -156,14 +156,25 @@ class PackedData:
         w = torch.from_numpy(np.stack([self.window(first + k) for k in range(size)]).astype(np.int64))
         return w[:, :-1], w[:, 1:]
 
-    def val_windows(self, batch_size: int, max_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Fixed validation batches from the split's start, each target once, at most max_tokens targets."""
+    def val_windows(self, batch_size: int, max_tokens: int, rank: int = 0, world_size: int = 1
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+        """This rank's share of the fixed validation windows, as (inputs, targets, real) batches.
+
+        The windows are the first min(all, max_tokens // seq_len) of the split, each target scored once
+        over all ranks; rank r takes windows r, r + world_size, ... Every rank yields the same number of
+        batches (ZeRO-3 gathers parameters in every forward, so all ranks must run each one): a rank with
+        fewer windows gets padding batches (a copy of window 0) with real=False, whose loss is discarded.
+        """
         n = min((self.val.size - 1) // self.seq_len, max(1, max_tokens // self.seq_len))
+        per_rank = -(-n // world_size)
+        mine = np.arange(rank, n, world_size)
         offsets = np.arange(self.seq_len + 1)
-        for first in range(0, n, batch_size):
-            starts = np.arange(first, min(first + batch_size, n)) * self.seq_len
+        for first in range(0, per_rank, batch_size):
+            idx = mine[first:first + batch_size]
+            real = idx.size > 0
+            starts = (idx if real else np.zeros(1, np.int64)) * self.seq_len
             w = torch.from_numpy(self.val[starts[:, None] + offsets].astype(np.int64))
-            yield w[:, :-1], w[:, 1:]
+            yield w[:, :-1], w[:, 1:], real
 
     def val_bytes_per_token(self) -> float:
         return self.val_bytes / self.val.size

@@ -83,18 +83,23 @@ def _quiet_deepspeed() -> None:
 
 
 @torch.no_grad()
-def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device) -> tuple[float, float]:
-    """(mean val loss in nats per token, bits per byte). Every rank runs the same windows (ZeRO-3 needs
-    all ranks in every forward), so there is nothing to reduce."""
+def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: DistEnv) -> tuple[float, float]:
+    """(mean val loss in nats per token, bits per byte) over all ranks.
+
+    Each rank scores its share of the windows (padding batches keep every rank in every forward, as
+    ZeRO-3 needs, and count for nothing); the sums of loss x targets and of targets are all-reduced.
+    """
     engine.eval()
-    total, count = 0.0, 0
-    for x, y in data.val_windows(cfg.train.micro_batch_size, cfg.train.val_tokens):
+    sums = torch.zeros(2, dtype=torch.float64)  # [sum of loss x targets, targets]
+    for x, y, real in data.val_windows(cfg.train.micro_batch_size, cfg.train.val_tokens, env.rank,
+                                       env.world_size):
         loss = engine(x.to(device), y.to(device)).loss
-        total += float(loss) * y.numel()
-        count += y.numel()
+        if real:
+            sums += torch.tensor([float(loss) * y.numel(), y.numel()], dtype=torch.float64)
     engine.train()
-    mean = total / count
-    return mean, mean * count / (math.log(2) * count * data.val_bytes_per_token())
+    dist.all_reduce(sums)
+    mean = float(sums[0] / sums[1])
+    return mean, mean / (math.log(2) * data.val_bytes_per_token())
 
 
 def run(cfg: RunConfig, resume: bool = False) -> int:
@@ -245,7 +250,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
                 _say(env, f"step {done}/{steps} loss {loss_mean:.4f} lr {lr:.2e} grad_norm "
                           f"{record['grad_norm'] or 0:.3f} {tps:,.0f} tok/s mfu {100 * (record['mfu'] or 0):.2f}%")
             if done % cfg.train.val_every == 0 or done == steps:
-                val_loss, val_bpb = validate(engine, data, cfg, device)
+                val_loss, val_bpb = validate(engine, data, cfg, device, env)
                 log.write({"kind": "val", "step": done, "tokens": done * batch_tokens, "val_loss": val_loss,
                            "val_bpb": val_bpb})
                 _say(env, f"step {done}: val loss {val_loss:.4f}, {val_bpb:.4f} bits per byte")

@@ -118,6 +118,28 @@ def test_training_order_is_a_pure_function_of_seed_and_index():
     assert not bool((other.batch(0, 10)[0] == a.batch(0, 10)[0]).all())
 
 
+@pytest.mark.parametrize("n_windows, batch", [(17, 4), (8, 4), (3, 2), (1, 4)])
+def test_validation_windows_split_across_ranks_cover_each_window_once(n_windows, batch):
+    tokens = np.arange(1001, dtype=np.int32)
+    data = PackedData(tokens, tokens[:500], 500, seq_len=10, fingerprint="x")
+    max_tokens = n_windows * 10
+    whole = [x for x, _, real in data.val_windows(batch, max_tokens) if real]
+    ref = sorted(int(row[0]) for x in whole for row in x)
+    assert ref == list(range(0, n_windows * 10, 10))
+    for world in (2, 3):
+        shares = [list(data.val_windows(batch, max_tokens, r, world)) for r in range(world)]
+        # Every rank runs the same number of forwards (ZeRO-3); padding batches are marked not real.
+        assert len({len(s) for s in shares}) == 1
+        got = sorted(int(row[0]) for s in shares for x, _, real in s if real for row in x)
+        assert got == ref
+        for s in shares:
+            for x, y, _ in s:
+                assert x.shape[1] == y.shape[1] == 10 and bool((x[:, 1:] == y[:, :-1]).all())
+    # 17 windows, batches of 4, 2 ranks: rank 0 has 9 (3 batches), rank 1 has 8 (2 + 1 padding batch).
+    if (n_windows, batch) == (17, 4):
+        assert [real for *_, real in data.val_windows(batch, max_tokens, 1, 2)] == [True, True, False]
+
+
 def test_bpe_tokenizer_trains_packs_and_counts_bytes(tmp_path):
     from pretrain.data import stdlib_documents
 

@@ -19,6 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
 STEPS = 24
+VAL_ODD = 17  # validation windows that do not split evenly over 2 ranks x micro-batches of 4
 # Smaller than configs/pretrain/tiny.yaml so the whole file stays well under a minute of compute.
 SMALL = ["model.spec.pattern=[attn,mlp,attn,mlp]", "model.spec.d_model=32", "model.spec.primitives.mlp.hidden=64",
          "data.seq_len=32", "data.train_mb=0.5", "data.val_mb=0.05", "train.batch_size=8",
@@ -101,11 +102,19 @@ def test_zero_stages_agree_at_first_steps(runs):
 
 def test_two_processes_match_one(runs, tmp_path):
     # Same global batch (8): one process accumulates 2 micro-batches of 4, two processes take 4 each.
+    # ZeRO-3 so that the uneven validation split below must keep both ranks in every forward.
     run_dir = tmp_path / "ddp"
-    p = train(run_dir, "train.zero_stage=1", nproc=2)
+    p = train(run_dir, "train.zero_stage=3", f"train.val_tokens={VAL_ODD * 32}", nproc=2)
     assert "2 process(es)" in p.stdout
     np.testing.assert_allclose(losses(run_dir), losses(runs["zero1"]), rtol=2e-3)
     assert (run_dir / "checkpoints" / "step-00000024" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()
+    # Validation is split across the 2 ranks (17 windows: 9 + 8, rank 1 pads its last batch) and
+    # all-reduced; it must equal one process scoring every window with the exported final weights.
+    from pretrain.export import export_run, load_export
+
+    export_run(run_dir, out=tmp_path / "export")
+    one_process = _val_loss(load_export(tmp_path / "export"), run_dir, max_tokens=VAL_ODD * 32)
+    assert records(run_dir, "val")[-1]["val_loss"] == pytest.approx(one_process, rel=1e-5)
 
 
 def test_sigterm_checkpoint_then_resume_continues_the_curve_exactly(runs, tmp_path):
