@@ -5,6 +5,11 @@ directory under RUN_DIR/jobs/, a wall-clock limit (the process group is killed p
 optional memory cap. A worker that dies without a result (killed, segfault, OOM-killer) becomes a
 failed result carrying its exit status and the tail of its stderr, never an exception in the
 coordinator. The SLURM executor will implement the same three calls: submit, poll, shutdown.
+
+With `reuse_workers`, a worker process serves job after job (`python -m agents.worker --serve` reads
+job directories on stdin), so the interpreter and torch start once per worker instead of once per
+job; for trusted payloads such as compose's specs. A worker that times out or dies is replaced. Code
+written by agents (AIRA-Design) keeps the default: a fresh process per job.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class _Running:
 
 class LocalExecutor:
     def __init__(self, run_dir: str | Path, max_workers: int = 1, timeout_s: float | None = None,
-                 memory_mb: int | None = None, env: dict[str, str] | None = None):
+                 memory_mb: int | None = None, env: dict[str, str] | None = None, reuse_workers: bool = False):
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.jobs_dir = Path(run_dir) / "jobs"
@@ -53,6 +58,8 @@ class LocalExecutor:
         self.env = {**os.environ, **(env or {})}
         self._queue: deque[str] = deque()
         self._running: dict[str, _Running] = {}
+        self.reuse_workers = reuse_workers
+        self._idle: list[tuple[subprocess.Popen, Any]] = []  # serving workers waiting for a job, with their logs
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
@@ -80,16 +87,21 @@ class LocalExecutor:
         done = []
         for job_id, run in list(self._running.items()):
             rc = run.proc.poll()
+            served = self.reuse_workers and rc is None and (self.job_dir(job_id) / "result.json").exists()
             timed_out = rc is None and run.timeout_s is not None and time.time() - run.started > run.timeout_s
-            if rc is None and not timed_out:
+            if rc is None and not timed_out and not served:
+                continue
+            del self._running[job_id]
+            if served:  # the worker wrote its result and waits for the next job
+                self._idle.append((run.proc, run.stderr))
+                done.append(self.finished_result(job_id))
                 continue
             if timed_out:
                 _kill_group(run.proc)
             run.stderr.close()
-            del self._running[job_id]
             result = self.finished_result(job_id)
             if result is None:
-                tail = _tail(self.job_dir(job_id) / "stderr.log")
+                tail = _tail(Path(run.stderr.name))
                 why = (f"timed out after {run.timeout_s:.0f}s" if timed_out
                        else f"worker died with {_exit_text(run.proc.returncode)} before writing a result")
                 result = JobResult(job_id, False, None, f"{why}\n{tail}".strip(), time.time() - run.started)
@@ -116,21 +128,41 @@ class LocalExecutor:
     def shutdown(self) -> None:
         """Kill running workers; queued jobs are dropped (their nodes stay unfinished for resume)."""
         self._queue.clear()
-        for run in self._running.values():
-            _kill_group(run.proc)
-            run.stderr.close()
+        for proc, log in [*((r.proc, r.stderr) for r in self._running.values()), *self._idle]:
+            _kill_group(proc)
+            log.close()
         self._running.clear()
+        self._idle.clear()
 
     def _fill(self) -> None:
         while self._queue and len(self._running) < self.max_workers:
             job_id = self._queue.popleft()
             d = self.job_dir(job_id)
             timeout = json.loads((d / "job.json").read_text()).get("timeout_s")
-            stderr = open(d / "stderr.log", "wb")  # noqa: SIM115 (closed when the job is reaped)
-            proc = subprocess.Popen([sys.executable, "-m", "agents.worker", str(d)], stdout=stderr,
-                                    stderr=stderr, stdin=subprocess.DEVNULL, env=self.env,
-                                    start_new_session=True)  # own process group: a timeout kills children too
-            self._running[job_id] = _Running(proc, time.time(), timeout, stderr)
+            if self.reuse_workers:
+                proc, log = self._serving_worker()
+                proc.stdin.write(f"{d}\n".encode())
+                proc.stdin.flush()
+            else:
+                log = open(d / "stderr.log", "wb")  # noqa: SIM115 (closed when the job is reaped)
+                proc = self._spawn([str(d)], log)
+            self._running[job_id] = _Running(proc, time.time(), timeout, log)
+
+    def _spawn(self, args: list[str], log: Any, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "agents.worker", *args], stdout=log, stderr=log,
+                                stdin=stdin, env=self.env,
+                                start_new_session=True)  # own process group: a timeout kills children too
+
+    def _serving_worker(self) -> tuple[subprocess.Popen, Any]:
+        while self._idle:
+            proc, log = self._idle.pop()
+            if proc.poll() is None:
+                return proc, log
+            log.close()  # it died while idle: start another
+        logs = self.jobs_dir / "_workers"
+        logs.mkdir(exist_ok=True)
+        log = open(logs / f"worker-{time.time_ns()}.log", "wb")  # noqa: SIM115 (closed with the worker)
+        return self._spawn(["--serve"], log, stdin=subprocess.PIPE), log
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

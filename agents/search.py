@@ -73,6 +73,7 @@ class SearchConfig:
     time_limit_s: float | None = None  # wall clock of the whole search, summed over resumed invocations
     eval_timeout_s: float | None = 1800
     memory_mb: int | None = None
+    reuse_workers: bool = False  # a worker process serves many jobs (trusted payloads only: it skips start-up)
     seed: int = 0
     leaderboard_size: int = 10  # top nodes handed to operators in Action.context
 
@@ -85,7 +86,8 @@ class Search:
         self.task = task
         self.cfg = cfg
         self.journal = Journal(self.run_dir / "journal.db")
-        self.executor = executor or LocalExecutor(self.run_dir, cfg.n_workers, cfg.eval_timeout_s, cfg.memory_mb)
+        self.executor = executor or LocalExecutor(self.run_dir, cfg.n_workers, cfg.eval_timeout_s, cfg.memory_mb,
+                                                  reuse_workers=cfg.reuse_workers)
         self.agents = [f"agent-{i}" for i in range(cfg.n_agents)]
         policy_args = dict(cfg.policy_args)
         if getattr(POLICIES.get(cfg.policy), "needs_param_space", False):  # model-based policies (tpe)

@@ -1,4 +1,4 @@
-"""Runs one job in its own process: `python -m agents.worker JOB_DIR`.
+"""Runs one job in its own process: `python -m agents.worker JOB_DIR` (or a stream of them: `--serve`).
 
 JOB_DIR/job.json names the function ("package.module:function") and its JSON payload. The result,
 or the error with its traceback, is written to JOB_DIR/result.json atomically (write, then rename),
@@ -47,5 +47,13 @@ def run(job_dir: Path) -> int:
     return 0
 
 
+def serve() -> int:
+    """Run the jobs whose directories arrive on stdin, one per line, until stdin closes."""
+    for line in sys.stdin:
+        if line.strip():
+            run(Path(line.strip()))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1])))
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else run(Path(sys.argv[1])))

@@ -2,6 +2,7 @@
 
     python bench/search_throughput.py --out throughput.json                    # smoke setting, minutes
     python bench/search_throughput.py --config configs/compose/paper.yaml --evals 4
+    python bench/search_throughput.py --compare-reuse     # 1 worker: a fresh process per job vs a reused one
 
 Runs the same built-in search (random policy, 2 agents, the space and proxy of a compose config;
 configs/compose/smoke.yaml by default) through Search + LocalExecutor twice per repeat, once with
@@ -12,6 +13,8 @@ Every worker runs torch with one thread (proxy threads=1 and OMP_NUM_THREADS=1),
 would fight over the same cores and the ratio would say nothing about the pool. The random policy's
 choices do not depend on scores, so both runs evaluate the same candidates. The order of the runs
 alternates between repeats (1,2 then 2,1) so that a drift in machine load hits both.
+With --compare-reuse the pair is instead (1 worker, a fresh process per job) vs (1 worker serving every
+job, `search.reuse_workers`), and the ratio is reused / fresh: what skipping the worker start-up buys.
 """
 
 from __future__ import annotations
@@ -47,17 +50,18 @@ def smoke_task(config: Path) -> ComposeTask:
     return ComposeTask(SearchSpace(**c["space"]), proxy, DataConfig(**c.get("data", {})), kind=kind, mad=mad)
 
 
-def timed_search(task: ComposeTask, workers: int, evals: int, seed: int, run_dir: Path) -> dict[str, Any]:
+def timed_search(task: ComposeTask, workers: int, evals: int, seed: int, run_dir: Path,
+                 reuse: bool = False) -> dict[str, Any]:
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cfg = SearchConfig(policy="random", n_agents=2, n_workers=workers, max_evals=evals, seed=seed,
                        max_proposals_per_agent=20 * evals, eval_timeout_s=1800)
-    executor = LocalExecutor(run_dir, workers, cfg.eval_timeout_s, env=env)
+    executor = LocalExecutor(run_dir, workers, cfg.eval_timeout_s, env=env, reuse_workers=reuse)
     t0 = time.time()
     journal = Search(run_dir, task, cfg, executor=executor).run()
     wall = time.time() - t0
     done = journal.nodes("done")
     n = len(done) + len(journal.nodes("failed"))
-    return {"workers": workers, "evaluations": n, "failed": n - len(done), "wall_s": wall,
+    return {"workers": workers, "reuse": reuse, "evaluations": n, "failed": n - len(done), "wall_s": wall,
             "candidates_per_hour": n / wall * 3600,
             "mean_candidate_s": statistics.mean(x.metrics.get("wall_s", 0.0) for x in done) if done else None,
             "patterns": sorted("".join(p[0] for p in x.payload["pattern"]) for x in done)}
@@ -71,6 +75,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work-dir", help="run directories (default: a temporary directory)")
     ap.add_argument("--out", help="write the runs and the ratio as JSON here")
+    ap.add_argument("--reuse-workers", action="store_true", help="workers serve many jobs (search.reuse_workers)")
+    ap.add_argument("--compare-reuse", action="store_true",
+                    help="1 worker, fresh process per job vs reused worker, instead of 1 vs 2 workers")
     a = ap.parse_args()
 
     task = smoke_task(Path(a.config))
@@ -79,10 +86,12 @@ def main() -> None:
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="aira-throughput-"))
     print(f"{a.config}: {task.space.n_layers} layers over {task.space.allowed}, {task.kind} proxy, "
           f"{a.evals} evals per run, work dir {work}", flush=True)
+    if a.compare_reuse:
+        return compare_reuse(task, a, work)
     runs = []
     for r in range(a.repeats):
         for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
-            res = timed_search(task, workers, a.evals, a.seed, work / f"r{r}-w{workers}")
+            res = timed_search(task, workers, a.evals, a.seed, work / f"r{r}-w{workers}", a.reuse_workers)
             print(f"  repeat {r} workers {workers}: {res['evaluations']} evals in {res['wall_s']:.1f}s = "
                   f"{res['candidates_per_hour']:.0f} candidates/h (mean {res['mean_candidate_s']:.1f}s each)",
                   flush=True)
@@ -104,6 +113,25 @@ def main() -> None:
                         "python": platform.python_version(), "load_avg": load},
         }, indent=1))
         print(f"wrote {a.out}")
+
+
+def compare_reuse(task: ComposeTask, a: argparse.Namespace, work: Path) -> None:
+    runs = []
+    for r in range(a.repeats):
+        for reuse in ((False, True) if r % 2 == 0 else (True, False)):
+            res = timed_search(task, 1, a.evals, a.seed, work / f"r{r}-reuse{int(reuse)}", reuse)
+            print(f"  repeat {r} {'reused worker' if reuse else 'fresh process per job'}: {res['evaluations']} evals "
+                  f"in {res['wall_s']:.1f}s = {res['candidates_per_hour']:.0f} candidates/h", flush=True)
+            runs.append(res)
+    fresh = [x for x in runs if not x["reuse"]]
+    reused = [x for x in runs if x["reuse"]]
+    ratios = [b["candidates_per_hour"] / f["candidates_per_hour"] for f, b in zip(fresh, reused)]
+    print(f"\nreused / fresh candidates per hour (1 worker): {statistics.mean(ratios):.2f}"
+          + (f" ± {statistics.stdev(ratios):.2f}" if len(ratios) > 1 else "")
+          + f"; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"config": a.config, "evals": a.evals, "runs": runs,
+                                           "reused_over_fresh": ratios}, indent=1))
 
 
 if __name__ == "__main__":

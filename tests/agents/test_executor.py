@@ -79,3 +79,23 @@ def test_shutdown_kills_running_workers(tmp_path, env):
 def test_bad_worker_count():
     with pytest.raises(ValueError):
         LocalExecutor("/tmp/x", max_workers=0)
+
+
+def test_reused_workers_serve_many_jobs_and_are_replaced_when_they_die(tmp_path, env):
+    ex = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=True)
+    ex.submit("a", f"{JOBS}:square", {"x": 2})
+    ex.submit("b", f"{JOBS}:square", {"x": 3})
+    out = drain(ex)
+    assert out["a"].value["y"] == 4 and out["b"].value["y"] == 9
+    first_pid = out["a"].value["pid"]
+    assert out["b"].value["pid"] == first_pid  # one process served both
+    ex.submit("c", f"{JOBS}:hard_exit", {})
+    ex.submit("d", f"{JOBS}:sleep", {"s": 5}, timeout_s=0.5)
+    ex.submit("e", f"{JOBS}:boom", {})
+    ex.submit("f", f"{JOBS}:square", {"x": 4})
+    out = drain(ex)
+    assert not out["c"].ok and "exit code 3" in out["c"].error
+    assert not out["d"].ok and "timed out" in out["d"].error
+    assert not out["e"].ok and "agent code is broken" in out["e"].error
+    assert out["f"].ok and out["f"].value["pid"] != first_pid  # a fresh worker after the deaths
+    ex.shutdown()

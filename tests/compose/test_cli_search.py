@@ -20,7 +20,7 @@ TINY = textwrap.dedent("""\
         mlp: {type: mlp, expansion: 2.0}
     proxy: {tokens: 2048, seq_len: 32, batch_size: 8, eval_tokens: 1024, device: cpu, dtype: fp32, threads: 1}
     data: {source: stdlib, caps_mb: {train: 0.05, val: 0.01, test: 0.01}}
-    search: {policy: greedy, policy_args: {num_drafts: 2}, n_agents: 2, n_workers: 2, max_evals: 4}
+    search: {policy: greedy, policy_args: {num_drafts: 2}, n_agents: 2, n_workers: 2, max_evals: 4, reuse_workers: true}
     """)
 
 
