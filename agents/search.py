@@ -68,6 +68,7 @@ class SearchConfig:
     n_workers: int = 1
     max_evals: int | None = 20  # evaluations (done + failed) in the whole search
     max_evals_per_agent: int | None = None
+    eval_seconds_per_agent: float | None = None  # evaluation wall clock an agent may spend (its workers' time)
     max_proposals_per_agent: int | None = None  # includes invalid ones
     max_invalid_in_a_row: int = 20  # an agent whose last this-many proposals were all invalid stops proposing
     time_limit_s: float | None = None  # wall clock of the whole search, summed over resumed invocations
@@ -111,6 +112,10 @@ class Search:
                 + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
             return False
         if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
+            return False
+        if c.eval_seconds_per_agent is not None and sum(
+                n.finished_at - n.started_at for n in mine
+                if n.status in ("done", "failed") and n.started_at and n.finished_at) >= c.eval_seconds_per_agent:
             return False
         tail = mine[-c.max_invalid_in_a_row:]
         return not (len(tail) == c.max_invalid_in_a_row and all(n.status == "invalid" for n in tail))

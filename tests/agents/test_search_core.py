@@ -116,3 +116,12 @@ def test_an_agent_that_only_proposes_garbage_is_retired_not_looped(tmp_path):
     nodes = search.run().nodes()
     assert len(nodes) == 6 and all(n.status == "invalid" for n in nodes)
     assert sum(n.operator == "debug" for n in nodes) >= 2  # broken proposals are handed to debug
+
+
+def test_an_agent_stops_when_its_evaluation_time_is_spent(tmp_path):
+    cfg = SearchConfig(policy="random", n_agents=2, max_evals=None, max_evals_per_agent=20,
+                       eval_seconds_per_agent=0.5)
+    journal = Search(tmp_path, NumberTask(sleep=0.3), cfg, executor=executor(tmp_path, 2)).run()
+    for agent in ("agent-0", "agent-1"):
+        spent = [n.finished_at - n.started_at for n in journal.nodes("done") if n.agent_id == agent]
+        assert len(spent) < 20 and sum(spent[:-1]) < 0.5 <= sum(spent)  # stops right after crossing it
