@@ -15,10 +15,41 @@ from models.registry import Primitive
 from models.spec import ArchSpec
 
 
+def call_op(op: nn.Module, x: torch.Tensor, state: dict | None, mask: torch.Tensor | None) -> torch.Tensor:
+    """op(x, state), passing `mask` only when there is one: the unpadded path is the call it always was."""
+    return op(x, state) if mask is None else op(x, state, mask=mask)
+
+
+def as_mask(mask: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor | None:
+    """A padding mask as bool (batch, seq), True at real tokens; accepts bool or 0/1 numbers."""
+    if mask is None:
+        return None
+    if mask.shape != tokens.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but tokens have {tuple(tokens.shape)}; pass one "
+                         "entry per token (True or 1 = real token, False or 0 = padding)")
+    return (mask if mask.dtype == torch.bool else mask != 0).to(tokens.device)
+
+
+def reverse_valid(mask: torch.Tensor) -> torch.Tensor:
+    """Per-row permutation (batch, seq) listing the real positions last-to-first, then the padded ones.
+
+    Gathering with it turns each row's real tokens into a reversed sequence that starts at position 0
+    with the padding after it, whatever side the padding was on.
+    """
+    pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask, -pos, pos + mask.shape[1]).argsort(dim=1)
+
+
 class Bidirectional(nn.Module):
     """Non-causal version of a causal-only mixer: one copy reads left-to-right, one right-to-left.
 
     The two outputs are summed, as bidirectional S4 / Vision Mamba do. Parameters are doubled.
+
+    With a padding mask the backward copy reads only each row's real tokens reversed (padding moved
+    after them), not the flipped row: a flipped right-padded row would start with its padding, and
+    a causal mixer's state would carry it into every real position. Right padding needs nothing from
+    a causal mixer, so this holds for any registered causal primitive, not only those that honour
+    the mask themselves.
     """
 
     def __init__(self, pcls: type[Primitive], d_model: int, cfg: Any):
@@ -26,10 +57,16 @@ class Bidirectional(nn.Module):
         self.fwd = pcls(d_model, cfg, causal=True)
         self.bwd = pcls(d_model, cfg, causal=True)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         if state is not None:
             raise ValueError("a bidirectional layer has no incremental state (it reads the whole sequence)")
-        return self.fwd(x) + self.bwd(x.flip(1)).flip(1)
+        if mask is None:
+            return self.fwd(x) + self.bwd(x.flip(1)).flip(1)
+        perm = reverse_valid(mask)
+        index = perm.unsqueeze(-1).expand_as(x)
+        back = self.bwd(x.gather(1, index), None, mask=mask.gather(1, perm))
+        return self.fwd(x, None, mask=mask) + torch.empty_like(back).scatter_(1, index, back)
 
     def init_weights(self, std: float) -> None:
         self.fwd.init_weights(std)
@@ -47,8 +84,9 @@ class Layer(nn.Module):
         else:
             self.op = Bidirectional(pcls, spec.d_model, cfg)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        return x + self.op(self.norm(x), state)
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return x + call_op(self.op, self.norm(x), state, mask)
 
 
 @dataclass
@@ -78,14 +116,17 @@ class CausalLM(nn.Module):
             layer.op.init_weights(std)
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None,
-                states: list[dict] | None = None) -> LMOutput:
+                states: list[dict] | None = None, mask: torch.Tensor | None = None) -> LMOutput:
         """tokens (batch, seq) -> logits (batch, seq, vocab); mean cross-entropy in nats if targets given.
 
-        `states` (one dict per layer, see models.generate) turns on incremental decoding.
+        `states` (one dict per layer, see models.generate) turns on incremental decoding. `mask`
+        (batch, seq), True or 1 at real tokens, makes padded tokens invisible to the real ones (set
+        their targets to -100 to leave them out of the loss).
         """
+        mask = as_mask(mask, tokens)
         x = self.embed(tokens)
         for i, layer in enumerate(self.layers):
-            x = layer(x, None if states is None else states[i])
+            x = layer(x, None if states is None else states[i], mask)
         logits = self.logits(self.norm(x))
         loss = None
         if targets is not None:
@@ -120,20 +161,29 @@ class SequenceClassifier(nn.Module):
             layer.op.init_weights(std)
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (batch, seq), mask (batch, seq) of 1 for real tokens -> pooled (batch, d_model)."""
+        """tokens (batch, seq), mask (batch, seq) True or 1 at real tokens -> pooled (batch, d_model).
+
+        Padded tokens change nothing: every layer hides them from real positions and pooling skips
+        them ("last" is the last real token, "first" the first). A row without real tokens pools to
+        position 0 ("first", "last") or zeros ("mean").
+        """
+        mask = as_mask(mask, tokens)
         x = self.embed(tokens)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, None, mask)
         h = self.norm(x)
+        rows = torch.arange(h.shape[0], device=h.device)
         if mask is None:
-            mask = torch.ones(tokens.shape, dtype=h.dtype, device=h.device)
-        mask = mask.to(h.dtype)
+            if self.pooling == "mean":
+                return h.mean(1)
+            return h[:, 0] if self.pooling == "first" else h[:, -1]
         if self.pooling == "mean":
-            return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+            w = mask.to(h.dtype)
+            return (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1)
+        pos = torch.arange(h.shape[1], device=h.device).expand_as(mask)
         if self.pooling == "first":
-            return h[:, 0]
-        last = mask.sum(1).long().clamp_min(1) - 1
-        return h[torch.arange(h.shape[0], device=h.device), last]
+            return h[rows, torch.where(mask, pos, h.shape[1]).amin(1) % h.shape[1]]
+        return h[rows, torch.where(mask, pos, -1).amax(1).clamp_min(0)]
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.encode(tokens, mask))

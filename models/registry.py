@@ -25,10 +25,15 @@ class Primitive(nn.Module):
     "channel" for per-token layers such as MLPs) and `native_bidirectional` (True when the module can
     run non-causally by itself; otherwise the encoder wraps two causal copies, one per direction).
 
-    forward(x, state=None): `state` is None in training. For cached generation it is a dict owned by
-    the caller, one per layer, empty at the start of a sequence; the module reads what it stored
-    there on earlier calls and updates it in place (KV cache, conv window, recurrent state), so that
-    feeding a sequence in pieces gives the same outputs as feeding it whole.
+    forward(x, state=None, mask=None): `state` is None in training. For cached generation it is a dict
+    owned by the caller, one per layer, empty at the start of a sequence; the module reads what it
+    stored there on earlier calls and updates it in place (KV cache, conv window, recurrent state), so
+    that feeding a sequence in pieces gives the same outputs as feeding it whole.
+
+    `mask` is None (every token is real; this path must cost nothing extra) or a bool (batch, seq)
+    tensor, True at real tokens, for padded batches. Outputs at real positions must equal those of
+    the sequence with its padding removed (padding at the end, and for the built-in primitives also
+    at the start); outputs at padded positions are unspecified but finite. See docs/models.md.
     """
 
     name: ClassVar[str]
@@ -42,7 +47,8 @@ class Primitive(nn.Module):
         self.cfg = cfg
         self.causal = causal
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:  # pragma: no cover
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     # --- formulas (no module needed; used by `aira models describe`, MFU and the search budget) ---

@@ -2,8 +2,8 @@
 
 Llama-style by default (no biases, RoPE, GQA when n_kv_heads < n_heads). The score computation is
 torch's scaled_dot_product_attention, so the fused kernels (flash / memory-efficient on GPU, flash on
-CPU) run whenever the mask allows: plain causal training uses is_causal, windows and cached decoding
-pass an explicit boolean mask.
+CPU) run whenever the mask allows: plain causal training uses is_causal, windows, cached decoding and
+padding masks pass an explicit boolean mask.
 
 Generation state (`state` dict): "k", "v" of shape (batch, n_kv_heads, cached, head_dim) after RoPE,
 and "pos", the absolute position of the next token. With a sliding window only the last `window`
@@ -71,7 +71,11 @@ class Attention(Primitive):
         self.k_norm = RMSNorm(hd, eps=1e-6) if cfg.qk_norm else None
         self.rope = RotaryEmbedding(hd, cfg.rope_theta, cfg.rope_scaling)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None and state is not None:
+            raise ValueError("attention takes a padding mask only without a cached state: the KV cache does "
+                             "not record which keys were padding; decode unpadded sequences or pass mask=None")
         b, t, _ = x.shape
         h, kv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.qkv(x).split([h * hd, kv * hd, kv * hd], dim=-1)
@@ -95,15 +99,29 @@ class Attention(Primitive):
             state["k"], state["v"] = k[:, :, -keep:], v[:, :, -keep:]
             state["pos"] = offset + t
 
-        out = self._attend(q, k, v)
+        out = self._attend(q, k, v, mask)
         return self.o(out.transpose(1, 2).reshape(b, t, h * hd))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (b, h, t, hd) for the last t positions; k, v (b, kv, s, hd) for the last s >= t positions."""
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """q (b, h, t, hd) for the last t positions; k, v (b, kv, s, hd) for the last s >= t positions.
+
+        key_mask (b, s) bool, True at real tokens (only without a cache, so s == t): padded keys are
+        hidden from every query.
+        """
         t, s = q.shape[2], k.shape[2]
         w = self.window
         mask, is_causal = None, False
-        if self.causal:
+        if key_mask is not None:
+            mask = key_mask[:, None, None, :]  # (b, 1, 1, s), broadcast over heads and queries
+            if self.causal or (w is not None and w < s):
+                mask = mask & self._mask(t, s, q.device)
+            # Each query may always read itself. Real queries already can (their own key is real); a
+            # padded query under a causal mask with left padding would have no key at all, and some
+            # SDPA backends return NaN for such a row (CPU in torch 2.13 returns zeros), which
+            # 0 * NaN in the next layer's products would spread to real positions.
+            mask = mask | torch.eye(t, s, dtype=torch.bool, device=q.device)
+        elif self.causal:
             if s == t and (w is None or w >= t):
                 is_causal = True
             elif t > 1 or (w is not None and w < s):
@@ -170,6 +188,13 @@ class Attention(Primitive):
 
     @classmethod
     def flops_per_token(cls, d_model: int, cfg: AttentionConfig, seq_len: int) -> float:
+        """Projections plus 4 * ctx * n_heads * head_dim for the scores and the value product.
+
+        ctx is the number of keys a query reads: seq_len, or min(window, seq_len) with a sliding window
+        (model FLOPs: the work a windowed kernel does). SDPA with the boolean window mask used here
+        computes dense seq_len x seq_len scores and discards the rest; that waste is not counted, as
+        the causal half is not subtracted for full attention.
+        """
         h, kv, hd = _dims(d_model, cfg)
         ctx = seq_len if cfg.window is None else min(cfg.window, seq_len)
         return 2.0 * d_model * (h + 2 * kv) * hd + 2.0 * h * hd * d_model + 4.0 * ctx * h * hd

@@ -63,8 +63,13 @@ class ShortConv(Primitive):
         self.conv = nn.Conv1d(e, e, cfg.kernel_size, groups=e, bias=cfg.conv_bias)
         self.out_proj = nn.Linear(e, d_model, bias=cfg.bias)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         u, gate = self.in_proj(x).chunk(2, dim=-1)
+        if mask is not None:
+            # Padded inputs become the zeros the kernel reads past either end of an unpadded sequence,
+            # so real positions next to the padding (centred kernel, or left padding) see no change.
+            u = u * mask.unsqueeze(-1).to(u.dtype)
         k = self.cfg.kernel_size
         if self.causal:
             u, window = causal_depthwise_conv(u, self.conv.weight, self.conv.bias,

@@ -129,13 +129,17 @@ class GatedDeltaNet(Primitive):
         nn.init.ones_(self.norm_weight)
         self.qkv_conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, _ = x.shape
         H = self.cfg.n_heads
         dk, dv = _widths(self.d_model, self.cfg)
         hv = dv // H
         st = {} if state is None else state
-        qkv, window = causal_depthwise_conv(self.qkv_proj(x), self.qkv_conv.weight, None, st.get("conv"))
+        qkv = self.qkv_proj(x)
+        if mask is not None:  # padded conv inputs read as the zeros before a sequence's start
+            qkv = qkv * mask.unsqueeze(-1).to(qkv.dtype)
+        qkv, window = causal_depthwise_conv(qkv, self.qkv_conv.weight, None, st.get("conv"))
         if state is not None:
             state["conv"] = window
         q, k, v = (t.reshape(B, L, H, -1).transpose(1, 2) for t in F.silu(qkv).float().split([dk, dk, dv], -1))
@@ -143,6 +147,11 @@ class GatedDeltaNet(Primitive):
         k = F.normalize(k, dim=-1, eps=1e-6)
         beta = torch.sigmoid(self.b_proj(x).float()).transpose(1, 2)
         g = (-self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())).transpose(1, 2)
+        if mask is not None:
+            # Padded steps: decay 1 (log decay 0) and beta 0 (the delta update u = beta (v - S^T k) is 0),
+            # so they leave the state as it was and no real position sees them.
+            m = mask.unsqueeze(1)
+            beta, g = beta * m, g * m
         gate = self.g_proj(x).float().view(B, L, H, hv)
         with torch.autocast(device_type=x.device.type, enabled=False):
             S0 = st.get("S")

@@ -117,7 +117,8 @@ class GLA(Primitive):
         self.norm_weight = nn.Parameter(torch.ones(dv // cfg.n_heads))  # shared by the heads, as in fla
         self.o_proj = nn.Linear(dv, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, _ = x.shape
         H = self.cfg.n_heads
         dk, dv = _widths(self.d_model, self.cfg)
@@ -129,6 +130,11 @@ class GLA(Primitive):
         q, k, v, gate = self.qkvg_proj(x).split([dk, dk, dv, dv], dim=-1)
         q, k, v, gate = heads(q) * hk ** -0.5, heads(k), heads(v), gate.float().view(B, L, H, hv)
         g = heads(F.logsigmoid(self.gk_up(self.gk_down(x)).float()) / self.cfg.gate_logit_normalizer)
+        if mask is not None:
+            # Padded steps: decay 1 (log gate 0) and key 0 (nothing written), so they leave the state as
+            # it was and no real position sees them, wherever the padding sits.
+            m = mask[:, None, :, None]
+            g, k = g * m, k * m
         with torch.autocast(device_type=x.device.type, enabled=False):
             S0 = None if state is None else state.get("S")
             if state is not None and L == 1:

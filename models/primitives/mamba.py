@@ -122,6 +122,12 @@ def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.
     return y, s[:, -1]
 
 
+def _masked_dt(dt_lin: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softplus(dt_lin + bias) in fp32, 0 at padded steps: decay exp(0 * A) = 1 and input 0 * x = 0, so a
+    padded step leaves the state as it was and real positions never see padding, wherever it sits."""
+    return F.softplus(dt_lin.float() + bias.float()) * mask.unsqueeze(-1)
+
+
 _FAST: dict[str, object] = {}
 
 
@@ -180,9 +186,12 @@ class Mamba(Primitive):
         self.conv1d.reset_parameters()
         self._init_ssm()
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         xs, z = self.in_proj(x).chunk(2, dim=-1)
+        if mask is not None:  # padded conv inputs read as the zeros before a sequence's start
+            xs = xs * mask.unsqueeze(-1).to(xs.dtype)
         xs = causal_conv(self.conv1d, xs, state)
         dt_low, B, C = self.x_proj(xs).split([self.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         dt_lin = F.linear(dt_low, self.dt_proj.weight)
@@ -190,15 +199,21 @@ class Mamba(Primitive):
         h0 = None if state is None else state.get("ssm")
         fast = _cuda_scan() if x.is_cuda and h0 is None else None
         if fast is not None:
-            out = fast(xs.transpose(1, 2).contiguous(), dt_lin.transpose(1, 2).contiguous(), A,
+            # With a mask, dt is formed here so that padded steps get dt = 0 (see _masked_dt).
+            dt_in, bias = (dt_lin, self.dt_proj.bias.float()) if mask is None else \
+                (_masked_dt(dt_lin, self.dt_proj.bias, mask), None)
+            out = fast(xs.transpose(1, 2).contiguous(), dt_in.transpose(1, 2).contiguous(), A,
                        B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
-                       z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
-                       delta_softplus=True, return_last_state=state is not None)
+                       z=z.transpose(1, 2).contiguous(), delta_bias=bias,
+                       delta_softplus=mask is None, return_last_state=state is not None)
             y, h = out if state is not None else (out, None)
             y = y.transpose(1, 2)
         else:
             with torch.autocast(x.device.type, enabled=False):
-                dt = F.softplus(dt_lin.float() + self.dt_proj.bias.float())
+                if mask is None:
+                    dt = F.softplus(dt_lin.float() + self.dt_proj.bias.float())
+                else:
+                    dt = _masked_dt(dt_lin, self.dt_proj.bias, mask)
                 y, h = selective_scan(xs, dt, A, B, C, h0, cfg.chunk_size)
                 y = (y + xs.float() * self.D.float()) * F.silu(z.float())
         if state is not None:

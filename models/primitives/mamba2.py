@@ -177,18 +177,23 @@ class Mamba2(Primitive):
         self.conv1d.reset_parameters()
         self._init_ssm()
 
-    def _dt(self, dt_raw: torch.Tensor) -> torch.Tensor:
+    def _dt(self, dt_raw: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Step sizes (b, L, heads) in fp32. Padded steps (mask False) get dt = 0: decay exp(0 * A) = 1
+        and input 0, so they leave the state as it was and no real position sees them."""
         cfg = self.cfg
         dt = F.softplus(dt_raw.float() + self.dt_bias.float())
         if cfg.dt_limit_min > 0.0 or cfg.dt_limit_max is not None:
             dt = dt.clamp(min=cfg.dt_limit_min, max=cfg.dt_limit_max)
-        return dt
+        return dt if mask is None else dt * mask.unsqueeze(-1)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         b, L, _ = x.shape
         g, n, p = cfg.n_groups, cfg.d_state, cfg.head_dim
         z, xBC, dt_raw = self.in_proj(x).split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
+        if mask is not None:  # padded conv inputs read as the zeros before a sequence's start
+            xBC = xBC * mask.unsqueeze(-1).to(xBC.dtype)
         xBC = causal_conv(self.conv1d, xBC, state)
         xs, B, C = xBC.split([self.d_inner, g * n, g * n], dim=-1)
         xs = xs.reshape(b, L, self.n_heads, p)
@@ -198,14 +203,17 @@ class Mamba2(Primitive):
         fast = _cuda_chunk_scan() if x.is_cuda else None
         if fast is not None:
             lim = (cfg.dt_limit_min, float("inf") if cfg.dt_limit_max is None else cfg.dt_limit_max)
-            out = fast(xs, dt_raw, A, B, C, cfg.chunk_size, D=self.D.float(), z=None, dt_bias=self.dt_bias.float(),
-                       initial_states=None if h0 is None else h0.float(), dt_softplus=True, dt_limit=lim,
+            dt_in, dt_bias, softplus = dt_raw, self.dt_bias.float(), True
+            if mask is not None:  # dt formed here so that padded steps get exactly 0 (see self._dt)
+                dt_in, dt_bias, softplus, lim = self._dt(dt_raw, mask), None, False, (0.0, float("inf"))
+            out = fast(xs, dt_in, A, B, C, cfg.chunk_size, D=self.D.float(), z=None, dt_bias=dt_bias,
+                       initial_states=None if h0 is None else h0.float(), dt_softplus=softplus, dt_limit=lim,
                        return_final_states=state is not None)
             y, hT = out if state is not None else (out, None)
             y = y.float()
         else:
             with torch.autocast(x.device.type, enabled=False):
-                y, hT = ssd_scan(xs, self._dt(dt_raw), A, B, C, cfg.chunk_size, h0)
+                y, hT = ssd_scan(xs, self._dt(dt_raw, mask), A, B, C, cfg.chunk_size, h0)
                 y = y + xs.float() * self.D.float().unsqueeze(-1)
         if state is not None:
             state["ssm"] = hT.detach().to(self.A_log.dtype)

@@ -40,7 +40,9 @@ class MLP(Primitive):
         self.gate = nn.Linear(d_model, h, bias=cfg.bias) if cfg.kind == "swiglu" else None
         self.down = nn.Linear(h, d_model, bias=cfg.bias)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        # Per-token: padded positions cannot reach real ones, so the mask needs no handling.
         if self.gate is not None:
             return self.down(F.silu(self.gate(x)) * self.up(x))
         return self.down(F.gelu(self.up(x)))
