@@ -30,6 +30,7 @@ class LMEvalConfig:
     name: str | None = None  # label in tables; default: the model path's last part
     log_samples: bool = False  # keep every request and response in results.json
     seed: int = 0  # random init of preset/spec models; lm-eval's few-shot sampling
+    bootstrap_iters: int = 100_000  # lm-eval's resamples for the stderr of non-mean metrics (perplexity)
 
 
 def _label(cfg: LMEvalConfig) -> str:
@@ -61,7 +62,7 @@ def evaluate(cfg: LMEvalConfig, loaded: Any = None) -> dict[str, Any]:
     results = simple_evaluate(model=lm, tasks=list(cfg.tasks), task_manager=manager, num_fewshot=cfg.num_fewshot,
                               batch_size=cfg.batch_size, limit=cfg.limit, log_samples=cfg.log_samples,
                               random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                              fewshot_random_seed=cfg.seed)
+                              fewshot_random_seed=cfg.seed, bootstrap_iters=cfg.bootstrap_iters)
     if results is None:  # only on non-zero ranks, which we never start
         raise LMEvalError("lm-eval returned no results")
     primary = {}
