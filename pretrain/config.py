@@ -32,6 +32,8 @@ class DataConfig:
     train_mb: float = 64.0  # cap on the training text read (MB of UTF-8)
     val_mb: float = 1.0  # cap on the held-out validation text
     val_fraction: float = 0.05  # documents hashed to the validation split
+    streaming: bool = False  # read + tokenize training documents on the fly (train_mb unused); see stream.py
+    shuffle_docs: int = 256  # streaming: documents per shuffled block (per rank)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class RunConfig:
         for where, obj, names in (
             ("train", t, ("batch_size", "micro_batch_size", "log_every", "val_every", "val_tokens",
                           "ckpt_every", "keep_checkpoints")),
-            ("data", d, ("seq_len",)),
+            ("data", d, ("seq_len", "shuffle_docs")),
         ):
             for n in names:
                 v = getattr(obj, n)

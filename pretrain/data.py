@@ -131,10 +131,11 @@ class PackedData:
     seq_len: int
     fingerprint: str
     seed: int = 0  # fixes the order of training windows
+    streaming: bool = False  # the training split is streamed (stream.py): `train` is empty
 
     def __post_init__(self):
         self.n_windows = (self.train.size - 1) // self.seq_len
-        if self.n_windows < 1:
+        if self.n_windows < 1 and not self.streaming:
             raise PretrainError(f"data: the training split has {self.train.size} tokens, fewer than one window "
                                 f"of seq_len + 1 = {self.seq_len + 1}; raise data.train_mb or lower data.seq_len")
         if self.val.size < self.seq_len + 1:
@@ -206,7 +207,7 @@ def _tokenize(docs: Iterator[str], tok: Tokenizer, cap_bytes: int) -> tuple[np.n
 def build(cfg: DataConfig, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray, int]:
     """Read, split and tokenize: (train ids, val ids, val UTF-8 bytes)."""
     train_docs, val_docs = [], []
-    need = {"train": cfg.train_mb * MB, "val": cfg.val_mb * MB}
+    need = {"train": 0 if cfg.streaming else cfg.train_mb * MB, "val": cfg.val_mb * MB}
     got = {"train": 0, "val": 0}
     for key, text in documents(cfg):
         split = "val" if _unit(key) < cfg.val_fraction else "train"
@@ -215,10 +216,10 @@ def build(cfg: DataConfig, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray, int]
             got[split] += len(text)
         if all(got[s] >= need[s] for s in got):
             break
-    if not val_docs or not train_docs:
+    if not val_docs or not (train_docs or cfg.streaming):
         raise PretrainError(f"data: {cfg.source!r} gave {len(train_docs)} training and {len(val_docs)} validation "
                             "documents; both need at least one (more text, or another data.val_fraction)")
-    train, _ = _tokenize(iter(train_docs), tok, int(need["train"]))
+    train, _ = _tokenize(iter(train_docs), tok, int(need["train"])) if train_docs else (np.empty(0, np.int32), 0)
     val, val_bytes = _tokenize(iter(val_docs), tok, int(need["val"]))
     return train, val, val_bytes
 
@@ -228,6 +229,8 @@ def load_packed(cfg: DataConfig, tok: Tokenizer, cache: Path, seed: int = 0) -> 
     meta_path = cache / "data.json"
     key = {"version": _CACHE_VERSION, "source": cfg.source, "text_field": cfg.text_field, "tokenizer": tok.name,
            "train_mb": cfg.train_mb, "val_mb": cfg.val_mb, "val_fraction": cfg.val_fraction}
+    if cfg.streaming:  # only the validation split is packed here; train_mb plays no part
+        key.update(streaming=True, train_mb=None)
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta["key"] != key:
@@ -237,9 +240,9 @@ def load_packed(cfg: DataConfig, tok: Tokenizer, cache: Path, seed: int = 0) -> 
         train, val = np.load(cache / "train.npy", mmap_mode="r"), np.load(cache / "val.npy", mmap_mode="r")
         if _fingerprint(train, val) != meta["fingerprint"]:
             raise PretrainError(f"data: {cache} is corrupt (fingerprint mismatch); delete it to rebuild")
-        return PackedData(train, val, meta["val_bytes"], cfg.seq_len, meta["fingerprint"], seed)
+        return PackedData(train, val, meta["val_bytes"], cfg.seq_len, meta["fingerprint"], seed, cfg.streaming)
     train, val, val_bytes = build(cfg, tok)
-    if max(int(train.max()), int(val.max())) >= tok.vocab_size:
+    if max(int(train.max(initial=0)), int(val.max())) >= tok.vocab_size:
         raise PretrainError(f"data: token ids reach {max(train.max(), val.max())}, beyond the tokenizer's vocab")
     fp = _fingerprint(train, val)
     cache.mkdir(parents=True, exist_ok=True)
@@ -252,7 +255,7 @@ def load_packed(cfg: DataConfig, tok: Tokenizer, cache: Path, seed: int = 0) -> 
     tmp = cache / f"data.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
-    return PackedData(train, val, val_bytes, cfg.seq_len, fp, seed)
+    return PackedData(train, val, val_bytes, cfg.seq_len, fp, seed, cfg.streaming)
 
 
 def _fingerprint(train: np.ndarray, val: np.ndarray) -> str:

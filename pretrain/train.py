@@ -122,7 +122,7 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
     if cfg.data.seq_len > spec.max_seq_len:
         raise PretrainError(f"data.seq_len {cfg.data.seq_len} exceeds the spec's max_seq_len {spec.max_seq_len}")
     expect = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
-              "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len}
+              "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len, **_stream_meta(cfg)}
     resume_tag = checkpoint.check(ckpt_root, expect)[0] if resume else None
     if cfg.train.threads is not None and not torch.cuda.is_available():
         torch.set_num_threads(cfg.train.threads)
@@ -134,6 +134,11 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _stream_meta(cfg: RunConfig) -> dict[str, Any]:
+    """What a streamed run's position depends on (absent for packed data, so old checkpoints still match)."""
+    return {"shuffle_docs": cfg.data.shuffle_docs} if cfg.data.streaming else {}
 
 
 def _load_data(cfg: RunConfig, env: DistEnv, tok: Any, run_dir: Path):
@@ -158,6 +163,11 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     data = _load_data(cfg, env, tok, run_dir)
+    stream = None
+    if cfg.data.streaming:
+        from pretrain.stream import TokenStream
+
+        stream = TokenStream(cfg.data, tok, cfg.train.seed, env.rank, env.world_size)
     model = build_model(spec, cfg)
     n_params = model.num_params()
     steps = cfg.steps_for(n_params)
@@ -170,6 +180,8 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
             raise PretrainError(f"checkpoint {resume_tag} was trained on data {client.get('data_fingerprint')}, "
                                 f"but {run_dir / 'data'} holds {data.fingerprint}")
         start = int(client["step"])
+        if stream is not None:
+            stream.load_state_dict(client["streams"][env.rank])
         checkpoint.set_rng_state(client["rng"])
     if env.is_main:
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
@@ -186,7 +198,9 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     _say(env, f"pretrain: {accel}; {env.world_size} process(es), ZeRO-{cfg.train.zero_stage}, {dtype}")
     _say(env, f"model {spec.name or spec.hash()} [{spec.hash()}]: {n_params:,} params, "
               f"{flops_per_token / 1e6:.1f} MFLOP/token (train); tokenizer {tok.name} ({tok.vocab_size} ids)")
-    _say(env, f"data {cfg.data.source} [{data.fingerprint}]: {data.train.size:,} train / {data.val.size:,} val "
+    train_desc = (f"streamed train (shard {env.rank} of {env.world_size} per process)" if stream is not None
+                  else f"{data.train.size:,} train")
+    _say(env, f"data {cfg.data.source} [{data.fingerprint}]: {train_desc} / {data.val.size:,} val "
               f"tokens; {steps} steps x {cfg.train.batch_size} x {seq} = {steps * batch_tokens:,} tokens "
               f"({accum} accumulation step(s) of {mb} per process)")
     _say(env, f"run dir {run_dir}" + (f"; resumed from {resume_tag} (step {start})" if resume_tag else ""))
@@ -205,10 +219,15 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
         bar = tqdm(total=steps, initial=start, desc=f"pretrain {cfg.name}", unit="step", file=sys.stderr)
     stop = _StopFlag()
     meta = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
-               "batch_size": cfg.train.batch_size, "seq_len": seq, "data_fingerprint": data.fingerprint}
+               "batch_size": cfg.train.batch_size, "seq_len": seq, "data_fingerprint": data.fingerprint,
+               **_stream_meta(cfg)}
 
     def save(step: int) -> None:
         client = {"step": step, "rng": checkpoint.rng_state(), "data_fingerprint": data.fingerprint}
+        if stream is not None:  # every rank's position in its shard, gathered so rank 0's file holds all
+            streams: list[Any] = [None] * env.world_size
+            dist.all_gather_object(streams, stream.state_dict())
+            client["streams"] = streams
         checkpoint.save(engine, ckpt_root, step, {**meta, "tokens": step * batch_tokens}, client, env.is_main,
                         cfg.train.keep_checkpoints)
 
@@ -221,8 +240,11 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
             lr = engine.get_lr()[0]
             loss_sum = torch.zeros((), dtype=torch.float64)
             for micro in range(accum):
-                first = step * cfg.train.batch_size + (micro * env.world_size + env.rank) * mb
-                x, y = data.batch(first, mb)
+                if stream is not None:  # the rank's own shard, in order: its position is in the checkpoint
+                    x, y = stream.batch(mb)
+                else:  # packed: sample indices are a function of (step, micro-batch, rank)
+                    first = step * cfg.train.batch_size + (micro * env.world_size + env.rank) * mb
+                    x, y = data.batch(first, mb)
                 loss = engine(x.to(device), y.to(device)).loss
                 engine.backward(loss)
                 engine.step()
