@@ -1,0 +1,7 @@
+"""The one error of eval/scaling: input a fit cannot use, with a message saying what to change."""
+
+from __future__ import annotations
+
+
+class ScalingError(ValueError):
+    """Degenerate or malformed scaling data (too few points, non-positive loss, one compute value, ...)."""

@@ -1,0 +1,209 @@
+"""Scaling points from runs: one (compute, params, tokens, loss) row per measurement, tagged with its architecture.
+
+Three sources, told apart by what the path holds (READERS, first match wins):
+  - a pretrain RUN_DIR (metrics.jsonl + config.yaml): every `val` line is a point of that run, at
+    C = models.accounting.train_flops_per_token(spec, data.seq_len) x tokens, N = parameters, D = tokens.
+    The FLOPs come from the spec, so attention's seq_len^2 score/value products and Mamba/linear-mixer
+    terms are counted (3 x forward, see models/accounting.py), not assumed to be 6·N·D. The val line at
+    tokens = 0 (before any training) has no compute and is skipped.
+  - a compose RUN_DIR (journal.db) whose finished nodes carry metrics["ladder"] (compose/ladder.py): each
+    rung is a point (C = rung train_flops, N = rung params, D unknown, loss = val_bpb); each node is
+    one architecture. Ladders only measure bits per byte, so they need --loss val_bpb.
+  - a CSV file with columns arch, N, D, C, loss (published points; D may be empty).
+
+N is the total parameter count (models.accounting.count_params: embeddings and head included), as
+Hoffmann et al. (Chinchilla) count it; `params="non_embedding"` gives Kaplan et al.'s N instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval.scaling.errors import ScalingError
+
+LOSSES = ("val_loss", "val_bpb")  # nats per token | bits per byte; one report never mixes them
+PARAM_COUNTS = ("total", "non_embedding")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement. compute in training FLOPs, params and tokens as counts, loss in the report's unit."""
+
+    arch: str
+    run: str  # where it came from (run directory, ladder node, CSV row), for messages and IsoFLOP curves
+    compute: float
+    params: float
+    tokens: float  # NaN when the source does not record it (ladders)
+    loss: float
+
+
+@dataclass
+class ReadOptions:
+    loss: str = "val_loss"
+    params: str = "total"
+    names: list[tuple[str, str]] | None = None  # (glob over the run directory path or its name, architecture)
+
+
+def _check_value(what: str, value: float, where: str) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ScalingError(f"{where}: {what} must be a positive finite number, got {value!r}; "
+                           "drop that run/row (a diverged run has a NaN or infinite loss)")
+    return v
+
+
+def _named(path: Path, default: str, opts: ReadOptions) -> str:
+    for pattern, name in opts.names or []:
+        if fnmatch.fnmatch(str(path), pattern) or fnmatch.fnmatch(path.name, pattern):
+            return name
+    return default
+
+
+# ---------------------------------------------------------------- pretrain runs
+
+
+def is_pretrain_run(path: Path) -> bool:
+    return path.is_dir() and (path / "metrics.jsonl").is_file()
+
+
+def read_pretrain_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
+    """The val lines of one pretrain run; the architecture is the spec's name unless --name maps the run."""
+    from models.accounting import count_params, non_embedding_params, train_flops_per_token
+    from pretrain.config import load_config
+    from pretrain.errors import PretrainError
+    from pretrain.train import resolve_spec
+
+    if not (run_dir / "config.yaml").is_file():
+        raise ScalingError(f"{run_dir}: has metrics.jsonl but no config.yaml; is it a pretrain run directory?")
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+        spec = resolve_spec(cfg)
+    except PretrainError as e:
+        raise ScalingError(f"{run_dir}/config.yaml: {e}") from None
+    n = count_params(spec) if opts.params == "total" else non_embedding_params(spec)
+    per_token = train_flops_per_token(spec, cfg.data.seq_len)
+    arch = _named(run_dir, spec.name, opts)
+    points = []
+    for i, line in enumerate((run_dir / "metrics.jsonl").read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise ScalingError(f"{run_dir}/metrics.jsonl line {i}: not JSON") from None
+        if rec.get("kind") != "val" or not rec.get("tokens"):
+            continue
+        where = f"{run_dir}/metrics.jsonl line {i}"
+        if opts.loss not in rec:
+            raise ScalingError(f"{where}: no {opts.loss!r} (choose --loss from {', '.join(LOSSES)})")
+        tokens = _check_value("tokens", rec["tokens"], where)
+        points.append(Point(arch, str(run_dir), per_token * tokens, float(n), tokens,
+                            _check_value(opts.loss, rec[opts.loss], where)))
+    if not points:
+        raise ScalingError(f"{run_dir}/metrics.jsonl has no validation lines after step 0; "
+                           "train longer or lower train.val_every")
+    return points
+
+
+# ---------------------------------------------------------------- compose ladders
+
+
+def is_ladder_run(path: Path) -> bool:
+    return path.is_dir() and (path / "journal.db").is_file()
+
+
+def read_ladder_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
+    """Every rung of every finished node with a ladder; architecture = '<run name>/<node id>' unless mapped."""
+    from agents.journal import Journal
+
+    if opts.loss != "val_bpb":
+        raise ScalingError(f"{run_dir}: compose ladders record val_bpb only; pass --loss val_bpb")
+    points = []
+    with Journal(run_dir / "journal.db") as journal:
+        for node in journal.nodes("done"):
+            rungs = node.metrics.get("ladder")
+            if not rungs:
+                continue
+            arch = _named(run_dir / node.id, f"{run_dir.name}/{node.id}", opts)
+            for r in rungs:
+                where = f"{run_dir}/journal.db node {node.id} rung d_model={r.get('d_model')}"
+                points.append(Point(arch, f"{run_dir}/{node.id}/d{r.get('d_model')}",
+                                    _check_value("train_flops", r["train_flops"], where),
+                                    _check_value("params", r["params"], where), math.nan,
+                                    _check_value("val_bpb", r["val_bpb"], where)))
+    if not points:
+        raise ScalingError(f"{run_dir}/journal.db has no finished nodes with a ladder "
+                           "(run compose with proxy kind=ladder)")
+    return points
+
+
+# ---------------------------------------------------------------- CSV
+
+
+CSV_COLUMNS = ("arch", "N", "D", "C", "loss")
+
+
+def is_csv(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".csv"
+
+
+def read_csv(path: Path, opts: ReadOptions) -> list[Point]:
+    """Rows arch,N,D,C,loss; the loss column is taken to be in the report's unit (--loss)."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ScalingError(f"{path}: missing column(s) {', '.join(missing)}; "
+                               f"expected a header {','.join(CSV_COLUMNS)}")
+        points = []
+        for i, row in enumerate(reader, 2):
+            where = f"{path} line {i}"
+            d = row["D"].strip()
+            try:
+                points.append(Point(row["arch"].strip(), f"{path}:{i}", _check_value("C", row["C"], where),
+                                    _check_value("N", row["N"], where),
+                                    _check_value("D", d, where) if d else math.nan,
+                                    _check_value("loss", row["loss"], where)))
+            except ValueError:
+                raise ScalingError(f"{where}: N, D, C and loss must be numbers, got {dict(row)}") from None
+    if not points:
+        raise ScalingError(f"{path}: no rows")
+    return points
+
+
+READERS: list[tuple[Callable[[Path], bool], Callable[[Path, ReadOptions], list[Point]]]] = [
+    (is_pretrain_run, read_pretrain_run),
+    (is_ladder_run, read_ladder_run),
+    (is_csv, read_csv),
+]
+
+
+def read_points(paths: list[str | Path], opts: ReadOptions | None = None) -> list[Point]:
+    """Points of every path (pretrain run, compose run with ladders, or CSV), in the order given."""
+    opts = opts or ReadOptions()
+    if opts.loss not in LOSSES:
+        raise ScalingError(f"loss {opts.loss!r} is not one of {', '.join(LOSSES)}")
+    if opts.params not in PARAM_COUNTS:
+        raise ScalingError(f"params {opts.params!r} is not one of {', '.join(PARAM_COUNTS)}")
+    points: list[Point] = []
+    for p in map(Path, paths):
+        reader = next((read for accepts, read in READERS if accepts(p)), None)
+        if reader is None:
+            raise ScalingError(f"{p}: not a pretrain run (metrics.jsonl), a compose run (journal.db) "
+                               "or a .csv file of arch,N,D,C,loss")
+        points += reader(p, opts)
+    return points
+
+
+def by_arch(points: list[Point]) -> dict[str, list[Point]]:
+    """Points grouped by architecture, in first-seen order."""
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p.arch, []).append(p)
+    return groups
