@@ -201,8 +201,10 @@ def _docs(task_dir: Path, task: str) -> list[dict]:
 
 def test_multiple_choice_acc_and_acc_norm_match_direct_scoring(tiny, task_dir, run1):
     acc, acc_norm = [], []
-    for doc in _docs(task_dir, "toy_mc"):
+    samples = sorted(run1["samples"]["toy_mc"], key=lambda s: s["doc_id"])
+    for doc, sample in zip(_docs(task_dir, "toy_mc"), samples, strict=True):
         lls = [_continuation_ll(tiny, doc["question"], " " + c)[0] for c in doc["choices"]]
+        assert [float(r[0][0]) for r in sample["resps"]] == pytest.approx(lls, abs=1e-4)
         acc.append(max(range(len(lls)), key=lls.__getitem__) == doc["label"])
         norm = [ll / len(c) for ll, c in zip(lls, doc["choices"], strict=True)]  # lm-eval: per character
         acc_norm.append(max(range(len(norm)), key=norm.__getitem__) == doc["label"])
@@ -303,6 +305,24 @@ def test_export_and_run_dir_score_like_the_in_memory_model(tiny, task_dir, run1,
             for key, value in run1["results"][task].items():
                 if isinstance(value, float):
                     assert got[task][key] == pytest.approx(value, rel=1e-5), (source, task, key)
+
+
+def test_hf_llama_folder_loads_with_the_same_weights(tmp_path):
+    from models.hf import to_hf_llama
+
+    torch.manual_seed(0)
+    llama = build_lm(ArchSpec.from_dict({
+        "pattern": ["attn", "mlp"], "d_model": 32, "vocab_size": 256, "max_seq_len": MAX_LEN,
+        "primitives": {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "kind": "swiglu", "hidden": 64}},
+        "init_std": 0.3})).eval()
+    to_hf_llama(llama).save_pretrained(str(tmp_path / "hf"))
+    with pytest.raises(LMEvalError, match="no tokenizer files"):
+        load(tmp_path / "hf")
+    loaded = load(tmp_path / "hf", tokenizer="bytes")
+    assert loaded.source["kind"] == "hf" and loaded.prefix_id == EOS
+    ids = torch.tensor([[EOS, *_ids("the cat is red.")]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, llama(ids).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_cli_writes_results_json_and_markdown(task_dir, tmp_path, capsys):
