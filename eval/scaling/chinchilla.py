@@ -57,13 +57,13 @@ def grid() -> np.ndarray:
 
 
 def features(n: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Phi (points, 3 terms, 5 params): the terms e, a - alpha log N, b - beta log D as Phi · theta."""
-    phi = np.zeros((len(n), 3, 5))
-    phi[:, 0, 0] = 1.0
-    phi[:, 1, 1] = 1.0
-    phi[:, 1, 3] = -np.log(n)
-    phi[:, 2, 2] = 1.0
-    phi[:, 2, 4] = -np.log(d)
+    """Phi (3 terms, 5 params, points): the terms e, a - alpha log N, b - beta log D as theta @ Phi[j]."""
+    phi = np.zeros((3, 5, len(n)))
+    phi[0, 0] = 1.0
+    phi[1, 1] = 1.0
+    phi[1, 3] = -np.log(n)
+    phi[2, 2] = 1.0
+    phi[2, 4] = -np.log(d)
     return phi
 
 

@@ -5,7 +5,7 @@ is the Huber loss (delta 1e-3 by default) of log L_pred - log L_obs, minimised b
 initialisations. Both laws here are sums of exponentials of terms *linear* in their parameters theta,
   log L_pred(x) = logsumexp_j (Phi(x)[j] · theta)
 (power law: terms e and log a - b log C; Chinchilla: e, a - alpha log N, b - beta log D), so a law is just
-its feature tensor Phi of shape (points, terms, parameters), logsumexp keeps everything finite at
+its feature tensor Phi of shape (terms, parameters, points), logsumexp keeps everything finite at
 C ~ 1e24, and the gradient is exact and cheap: sum_j softmax_j · Phi[j].
 
 `lbfgs` minimises many independent problems at once (a batch of starts, or of bootstrap resamples):
@@ -30,35 +30,35 @@ class Optimum:
     objective: float  # mean Huber loss / delta at theta
 
 
-def _logsumexp(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log sum exp over the last axis and the softmax weights."""
-    m = t.max(-1, keepdims=True)
-    e = np.exp(t - m)
-    s = e.sum(-1, keepdims=True)
-    return (m + np.log(s))[..., 0], e / s
-
-
-def objective(theta: np.ndarray, phi: np.ndarray, log_y: np.ndarray, delta: float,
+def objective(theta: np.ndarray, phi: np.ndarray, log_y: np.ndarray, delta: float, weights: np.ndarray | None = None,
               grad: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean Huber(log residual) / delta per problem, and its gradient.
 
-    theta (S, P); phi (n, T, P) shared or (S, n, T, P) per problem; log_y (n,) or (S, n). Dividing by
-    delta makes the scale independent of delta (|r| >> delta: the mean |r| / delta)."""
-    terms = np.einsum("ntp,sp->snt", phi, theta) if phi.ndim == 3 else np.einsum("sntp,sp->snt", phi, theta)
-    log_pred, w = _logsumexp(terms)
-    r = log_pred - log_y
+    theta (S, P): S problems; phi (T, P, n): T terms of P parameters at n points; log_y (n,); weights
+    (S, n): how many times each point counts in each problem (a bootstrap resample), default once.
+    Dividing by delta makes the scale independent of delta (|r| >> delta: the mean |r| / delta). Terms
+    are laid out (T, S, n) so every step is a matmul or an elementwise op on contiguous arrays."""
+    terms = np.stack([theta @ phi[j] for j in range(phi.shape[0])])  # (T, S, n)
+    m = terms.max(0)
+    e = np.exp(terms - m)
+    total = e.sum(0)
+    r = m + np.log(total) - log_y
     a = np.abs(r)
-    f = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)).mean(-1) / delta
+    h = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    n = weights.sum(-1) if weights is not None else r.shape[-1]
+    f = (h * weights).sum(-1) / (n * delta) if weights is not None else h.sum(-1) / (n * delta)
     if not grad:
         return f, None
-    dr = np.clip(r, -delta, delta) / (delta * r.shape[-1])  # d f / d r
-    dlog = np.einsum("snt,ntp->snp", w, phi) if phi.ndim == 3 else np.einsum("snt,sntp->snp", w, phi)
-    return f, np.einsum("sn,snp->sp", dr, dlog)
+    dr = np.clip(r, -delta, delta) / delta / (n[:, None] if weights is not None else n)  # d f / d r
+    if weights is not None:
+        dr = dr * weights
+    dr = dr / total  # softmax weight of term j = e[j] / total
+    return f, sum((dr * e[j]) @ phi[j].T for j in range(phi.shape[0]))
 
 
-def lbfgs(phi: np.ndarray, log_y: np.ndarray, theta0: np.ndarray, delta: float = 1e-3, max_iter: int = 1000,
-          history: int = 10, tol: float = 1e-12, window: int = 25,
-          window_tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+def lbfgs(phi: np.ndarray, log_y: np.ndarray, theta0: np.ndarray, delta: float = 1e-3,
+          weights: np.ndarray | None = None, max_iter: int = 1000, history: int = 10, tol: float = 1e-12,
+          window: int = 25, window_tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
     """Minimise `objective` for S independent problems from theta0 (S, P); returns (theta, objective).
 
     A problem stops when one step gains less than tol (relative), or `window` steps together gain less
@@ -66,7 +66,7 @@ def lbfgs(phi: np.ndarray, log_y: np.ndarray, theta0: np.ndarray, delta: float =
     for thousands of steps, and the batch waits for its slowest problem."""
     theta = np.array(theta0, dtype=np.float64)
     S, P = theta.shape
-    f, g = objective(theta, phi, log_y, delta)
+    f, g = objective(theta, phi, log_y, delta, weights)
     s_hist = np.zeros((history, S, P))
     y_hist = np.zeros((history, S, P))
     rho = np.zeros((history, S))  # 0 marks an empty or rejected pair: it then leaves the recursion unchanged
@@ -76,54 +76,56 @@ def lbfgs(phi: np.ndarray, log_y: np.ndarray, theta0: np.ndarray, delta: float =
     for k in range(max_iter):
         if not active.any():
             break
+        a = np.flatnonzero(active)  # only unfinished problems are computed
+        th, ff, gg, gm = theta[a], f[a], g[a], gamma[a]
+        sh, yh, rh = s_hist[:, a], y_hist[:, a], rho[:, a]
+        w = None if weights is None else weights[a]
         # two-loop recursion, newest pair first
-        q = g.copy()
+        q = gg.copy()
         alphas = []
         for j in range(k - 1, max(k - history, 0) - 1, -1):
             i = j % history
-            al = rho[i] * np.einsum("sp,sp->s", s_hist[i], q)
-            q -= al[:, None] * y_hist[i]
+            al = rh[i] * np.einsum("sp,sp->s", sh[i], q)
+            q -= al[:, None] * yh[i]
             alphas.append((i, al))
-        d = gamma[:, None] * q
+        d = gm[:, None] * q
         for i, al in reversed(alphas):
-            be = rho[i] * np.einsum("sp,sp->s", y_hist[i], d)
-            d += (al - be)[:, None] * s_hist[i]
+            be = rh[i] * np.einsum("sp,sp->s", yh[i], d)
+            d += (al - be)[:, None] * sh[i]
         d = -d
-        slope = np.einsum("sp,sp->s", g, d)
+        slope = np.einsum("sp,sp->s", gg, d)
         bad = ~(slope < 0) | ~np.isfinite(slope)  # not a descent direction: restart from steepest descent
         if bad.any():
-            d[bad] = -1e-2 * g[bad]
-            rho[:, bad] = 0.0
-            slope = np.einsum("sp,sp->s", g, d)
-        # backtracking line search, every active problem at once
-        t = np.where(active, 1.0, 0.0)
-        f_new, todo = f.copy(), active.copy()
+            d[bad] = -1e-2 * gg[bad]
+            rh[:, bad] = 0.0
+            slope = np.einsum("sp,sp->s", gg, d)
+        # backtracking line search (Armijo), all these problems at once
+        t = np.ones(len(a))
+        todo = np.ones(len(a), dtype=bool)
         for _ in range(40):
+            trial, _ = objective(th + t[:, None] * d, phi, log_y, delta, w, grad=False)
+            todo &= ~(np.isfinite(trial) & (trial <= ff + 1e-4 * t * slope))
             if not todo.any():
                 break
-            trial, _ = objective(theta + t[:, None] * d, phi, log_y, delta, grad=False)
-            ok = todo & np.isfinite(trial) & (trial <= f + 1e-4 * t * slope)
-            f_new[ok] = trial[ok]
-            todo &= ~ok
             t[todo] *= 0.5
         t[todo] = 0.0  # no decrease found: that problem is at its optimum (to line-search precision)
         step = t[:, None] * d
-        theta_new = theta + step
-        f_new, g_new = objective(theta_new, phi, log_y, delta)
-        y = g_new - g
+        f_new, g_new = objective(th + step, phi, log_y, delta, w)
+        y = g_new - gg
         sy = np.einsum("sp,sp->s", step, y)
         i = k % history  # the pair this step writes
         keep = sy > 1e-16
-        s_hist[i], y_hist[i] = step, y
-        rho[i] = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
-        gamma = np.where(keep, sy / np.maximum(np.einsum("sp,sp->s", y, y), 1e-300), gamma)
-        moved = active & (t > 0)
-        done = active & ((f - f_new <= tol * (1.0 + np.abs(f))) | (t == 0))
-        theta[moved], f[moved], g[moved] = theta_new[moved], f_new[moved], g_new[moved]
+        sh[i], yh[i] = step, y
+        rh[i] = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
+        gamma[a] = np.where(keep, sy / np.maximum(np.einsum("sp,sp->s", y, y), 1e-300), gm)
+        s_hist[:, a], y_hist[:, a], rho[:, a] = sh, yh, rh
+        done = (ff - f_new <= tol * (1.0 + np.abs(ff))) | (t == 0)
+        moved = t > 0
+        theta[a[moved]], f[a[moved]], g[a[moved]] = th[moved] + step[moved], f_new[moved], g_new[moved]
+        active[a[done]] = False
         if (k + 1) % window == 0:
-            done |= active & (f_window - f <= window_tol * (1.0 + np.abs(f)))
+            active &= ~(f_window - f <= window_tol * (1.0 + np.abs(f)))
             f_window = f.copy()
-        active &= ~done
     return theta, f
 
 
@@ -148,9 +150,11 @@ def fit(phi: np.ndarray, y: np.ndarray, grid: np.ndarray, delta: float = 1e-3, t
 def fit_resamples(phi: np.ndarray, y: np.ndarray, indices: np.ndarray, starts: np.ndarray,
                   delta: float = 1e-3) -> np.ndarray:
     """The optimum for each resample (row of `indices`, shape (B, n)), from each of `starts` (K, P);
-    returns (B, P): per resample, the start that reached the lowest objective."""
-    B, K = len(indices), len(starts)
-    idx = np.repeat(indices, K, axis=0)  # problem s = resample s // K, start s % K
-    theta, f = lbfgs(phi[idx], np.log(np.asarray(y, dtype=np.float64))[idx], np.tile(starts, (B, 1)), delta)
+    returns (B, P): per resample, the start that reached the lowest objective. A resample is the full
+    point set weighted by how often each point was drawn, so all B x K problems share phi."""
+    B, K, n = len(indices), len(starts), phi.shape[-1]
+    counts = np.stack([np.bincount(row, minlength=n) for row in indices]).astype(np.float64)
+    weights = np.repeat(counts, K, axis=0)  # problem s = resample s // K, start s % K
+    theta, f = lbfgs(phi, np.log(np.asarray(y, dtype=np.float64)), np.tile(starts, (B, 1)), delta, weights)
     f = np.nan_to_num(f, nan=np.inf).reshape(B, K)
     return theta.reshape(B, K, -1)[np.arange(B), f.argmin(1)]

@@ -90,13 +90,13 @@ def check_points(compute: np.ndarray, loss: np.ndarray, n_params: int, what: str
 
 
 def features(compute: np.ndarray, c_ref: float) -> np.ndarray:
-    """Phi (n, 2 terms, 3 params) for theta = (log E, log a', b): log L = logaddexp(log E, log a' - b x) with
-    x = log(C / c_ref); centring C keeps a' near the loss scale, which the grid of starts relies on."""
+    """Phi (2 terms, 3 params, n points) for theta = (log E, log a', b): log L = logaddexp(log E, log a' - b x)
+    with x = log(C / c_ref); centring C keeps a' near the loss scale, which the grid of starts relies on."""
     x = np.log(np.asarray(compute, dtype=float) / c_ref)
-    phi = np.zeros((len(x), 2, 3))
-    phi[:, 0, 0] = 1.0
-    phi[:, 1, 1] = 1.0
-    phi[:, 1, 2] = -x
+    phi = np.zeros((2, 3, len(x)))
+    phi[0, 0] = 1.0
+    phi[1, 1] = 1.0
+    phi[1, 2] = -x
     return phi
 
 
