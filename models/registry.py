@@ -17,6 +17,11 @@ from models.errors import SpecError
 
 _PRIMITIVES: dict[str, type[Primitive]] = {}
 
+# Recurrent states (SSM, linear-attention matrices) are kept in fp32 whatever the model dtype: the scans
+# run in fp32, and rounding the state to bf16 after every decoded token would drift from the full
+# forward. cache_bytes counts them at this size; KV caches and conv windows follow the activations.
+RECURRENT_STATE_BYTES = 4
+
 
 class Primitive(nn.Module):
     """Base class of every primitive.
@@ -75,7 +80,11 @@ class Primitive(nn.Module):
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: Any, seq_len: int, bytes_per_elem: int = 2) -> int:
-        """Bytes of generation state one layer holds for one sequence after `seq_len` tokens."""
+        """Bytes of generation state one layer holds for one sequence after `seq_len` tokens.
+
+        `bytes_per_elem` is the size of the activations (2: bf16/fp16); recurrent states count
+        RECURRENT_STATE_BYTES per element whatever it is.
+        """
         return 0
 
     def init_weights(self, std: float) -> None:

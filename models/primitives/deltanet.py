@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.primitives.conv import causal_depthwise_conv
-from models.registry import Primitive, register
+from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 
 @dataclass
@@ -215,10 +215,7 @@ class GatedDeltaNet(Primitive):
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: GDNConfig, seq_len: int, bytes_per_elem: int = 2) -> int:
-        """Recurrent state (n_heads x head_k x head_v) plus the q/k/v conv windows (d_conv - 1 inputs).
-
-        This implementation keeps the recurrent state in fp32 whatever the model dtype (the windows
-        follow the activations), so bytes_per_elem=4 describes it exactly.
-        """
+        """fp32 recurrent state (n_heads x head_k x head_v) plus the q/k/v conv windows (d_conv - 1
+        inputs, in the activations' dtype)."""
         dk, dv = _widths(d_model, cfg)
-        return (dk * (dv // cfg.n_heads) + (cfg.d_conv - 1) * (2 * dk + dv)) * bytes_per_elem
+        return dk * (dv // cfg.n_heads) * RECURRENT_STATE_BYTES + (cfg.d_conv - 1) * (2 * dk + dv) * bytes_per_elem

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry import Primitive, register
+from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 SUB_CHUNK = 16  # secondary chunk: pairwise decays inside it, bounded rescaling across it
 
@@ -195,10 +195,6 @@ class GLA(Primitive):
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: GLAConfig, seq_len: int, bytes_per_elem: int = 2) -> int:
-        """The recurrent state, n_heads x head_k x head_v elements, whatever seq_len.
-
-        This implementation keeps it in fp32 whatever the model dtype, so bytes_per_elem=4 describes it
-        exactly.
-        """
+        """The recurrent state, n_heads x head_k x head_v elements in fp32, whatever seq_len and dtype."""
         dk, dv = _widths(d_model, cfg)
-        return dk * (dv // cfg.n_heads) * bytes_per_elem
+        return dk * (dv // cfg.n_heads) * RECURRENT_STATE_BYTES

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry import Primitive, register
+from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 
 @dataclass
@@ -217,7 +217,7 @@ class Mamba(Primitive):
                 y, h = selective_scan(xs, dt, A, B, C, h0, cfg.chunk_size)
                 y = (y + xs.float() * self.D.float()) * F.silu(z.float())
         if state is not None:
-            state["ssm"] = h.detach().to(self.A_log.dtype)
+            state["ssm"] = h.detach().float()  # fp32 whatever the model dtype (RECURRENT_STATE_BYTES)
         return self.out_proj(y.to(x.dtype))
 
     # ------------------------------------------------------------------ formulas
@@ -260,6 +260,6 @@ class Mamba(Primitive):
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: MambaConfig, seq_len: int, bytes_per_elem: int = 2) -> int:
-        """Conv window (d_inner x (d_conv-1)) plus SSM state (d_inner x d_state); independent of seq_len."""
+        """Conv window (d_inner x (d_conv-1), model dtype) plus fp32 SSM state (d_inner x d_state); fixed size."""
         di = cfg.expand * d_model
-        return int((di * (cfg.d_conv - 1) + di * cfg.d_state) * bytes_per_elem)
+        return int(di * (cfg.d_conv - 1) * bytes_per_elem + di * cfg.d_state * RECURRENT_STATE_BYTES)

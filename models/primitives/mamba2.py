@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.primitives.mamba import causal_conv, inverse_softplus, sample_dt
-from models.registry import Primitive, register
+from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 
 @dataclass
@@ -216,7 +216,7 @@ class Mamba2(Primitive):
                 y, hT = ssd_scan(xs, self._dt(dt_raw, mask), A, B, C, cfg.chunk_size, h0)
                 y = y + xs.float() * self.D.float().unsqueeze(-1)
         if state is not None:
-            state["ssm"] = hT.detach().to(self.A_log.dtype)
+            state["ssm"] = hT.detach().float()  # fp32 whatever the model dtype (RECURRENT_STATE_BYTES)
         with torch.autocast(x.device.type, enabled=False):
             y = self.norm(y.reshape(b, L, self.d_inner), z)
         return self.out_proj(y.to(x.dtype))
@@ -277,6 +277,7 @@ class Mamba2(Primitive):
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: Mamba2Config, seq_len: int, bytes_per_elem: int = 2) -> int:
-        """Conv window (conv channels x (d_conv-1)) plus SSM state (heads x head_dim x d_state); fixed size."""
+        """Conv window (conv channels x (d_conv-1), model dtype) plus fp32 SSM state (heads x head_dim x
+        d_state); fixed size."""
         _, h, conv_dim = _dims(d_model, cfg)
-        return int((conv_dim * (cfg.d_conv - 1) + h * cfg.head_dim * cfg.d_state) * bytes_per_elem)
+        return int(conv_dim * (cfg.d_conv - 1) * bytes_per_elem + h * cfg.head_dim * cfg.d_state * RECURRENT_STATE_BYTES)

@@ -111,3 +111,22 @@ def test_summary_totals_agree_with_the_functions():
 def test_seq_len_must_be_positive():
     with pytest.raises(ValueError, match="seq_len"):
         flops_per_token(every_primitive(), 0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("dtype, bytes_per_elem", [(torch.bfloat16, 2), (torch.float32, 4)], ids=["bf16", "fp32"])
+def test_cache_bytes_equal_the_generation_state_actually_held(dtype, bytes_per_elem):
+    # Every primitive in one model, cast to `dtype`, prefilled then decoded token by token. Recurrent
+    # states stay fp32 in a bf16 model, so bytes_per_elem=2 must not halve them (it used to for gla/gdn).
+    spec = every_primitive(max_seq_len=12)
+    lm = CausalLM(spec).to(dtype).eval()
+    states = [{} for _ in lm.layers]
+    tokens = torch.randint(0, spec.vocab_size, (1, 12))
+    lm(tokens[:, :7], states=states)
+    for t in range(7, 12):
+        lm(tokens[:, t:t + 1], states=states)
+    rows = layer_table(spec, 12, bytes_per_elem)
+    for row, state in zip(rows, states, strict=True):
+        held = sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
+        assert held == row.cache_bytes, f"{row.alias}: state holds {held} bytes, cache_bytes says {row.cache_bytes}"
+    assert cache_bytes(spec, 12, bytes_per_elem) == sum(r.cache_bytes for r in rows) > 0
