@@ -92,3 +92,63 @@ def test_generate_stops_at_stop_token():
     first = generate(lm, prompt, 1)[0, -1].item()
     out = generate(lm, prompt, 10, stop_token=first)
     assert out.shape[1] == 4 and out[0, -1].item() == first
+
+
+def hybrid_spec(**kw):
+    prims = {"attn": {"type": "attn", "n_heads": 2}, "mamba2": {"type": "mamba2", "head_dim": 8, "d_state": 8,
+                                                                "chunk_size": 4},
+             "gdn": {"type": "gdn", "n_heads": 2, "chunk_size": 4}}
+    return ArchSpec(pattern=["attn", "mlp", "mamba2", "gdn", "conv", "mamba", "gla"], d_model=16, vocab_size=50,
+                    primitives=prims, init_std=0.2, **kw).validate()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_lm_logits_of_a_padded_batch_equal_each_sequence_alone(side):
+    lm = build_lm(hybrid_spec()).eval()
+    lengths, seq = [9, 4, 1], 9
+    tokens = torch.randint(0, 50, (3, seq))  # padding positions hold arbitrary ids
+    pos = torch.arange(seq)[None, :]
+    n = torch.tensor(lengths)[:, None]
+    mask = pos < n if side == "right" else pos >= seq - n
+    logits = lm(tokens, mask=mask).logits
+    for i, length in enumerate(lengths):
+        real = tokens[i][mask[i]][None]
+        torch.testing.assert_close(logits[i][mask[i]], lm(real).logits[0], atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="padding mask only without a cached state"):
+        lm(tokens, states=[{} for _ in lm.layers], mask=mask)
+
+
+@torch.no_grad()
+def test_left_padded_prefill_leaves_the_states_of_the_unpadded_prompt():
+    # Recurrent layers treat padded steps as identity steps and conv windows read padding as the zeros
+    # before a sequence, so a left-padded prompt can be prefilled in a batch and decoded on from there.
+    spec = hybrid_spec()
+    spec = spec.replace(pattern=[p for p in spec.pattern if p != "attn"]).validate()
+    lm = build_lm(spec).eval()
+    tokens = torch.randint(0, 50, (1, 7))
+    mask = torch.tensor([[False, False, False, True, True, True, True]])
+    padded, alone = [{} for _ in lm.layers], [{} for _ in lm.layers]
+    lm(tokens, states=padded, mask=mask)
+    lm(tokens[:, 3:], states=alone)
+    for a, b in zip(padded, alone, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+    step = torch.randint(0, 50, (1, 1))
+    torch.testing.assert_close(lm(step, states=padded).logits, lm(step, states=alone).logits, atol=2e-5, rtol=1e-4)
+
+
+def test_mask_of_the_wrong_shape_is_refused_with_the_expected_shape():
+    clf = build_classifier(small_spec(), num_classes=2)
+    with pytest.raises(ValueError, match=r"mask has shape \(2, 5\) but tokens have \(2, 6\)"):
+        clf(torch.randint(0, 50, (2, 6)), torch.ones(2, 5))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("pooling", ["mean", "last", "first"])
+def test_a_row_without_real_tokens_pools_to_finite_values(pooling):
+    clf = build_classifier(hybrid_spec(), num_classes=3, pooling=pooling).eval()
+    mask = torch.tensor([[True] * 5, [False] * 5])
+    out = clf(torch.randint(0, 50, (2, 5)), mask)
+    assert torch.isfinite(out).all()
