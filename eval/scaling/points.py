@@ -164,14 +164,13 @@ def read_csv(path: Path, opts: ReadOptions) -> list[Point]:
         points = []
         for i, row in enumerate(reader, 2):
             where = f"{path} line {i}"
-            d = row["D"].strip()
-            try:
-                points.append(Point(row["arch"].strip(), f"{path}:{i}", _check_value("C", row["C"], where),
-                                    _check_value("N", row["N"], where),
-                                    _check_value("D", d, where) if d else math.nan,
-                                    _check_value("loss", row["loss"], where)))
-            except ValueError:
+            try:  # ScalingError is a ValueError too: parse first, check after
+                n, d, c, loss = (float(row[k]) if row[k].strip() else math.nan for k in ("N", "D", "C", "loss"))
+            except (ValueError, AttributeError):
                 raise ScalingError(f"{where}: N, D, C and loss must be numbers, got {dict(row)}") from None
+            points.append(Point(row["arch"].strip(), f"{path}:{i}", _check_value("C", c, where),
+                                _check_value("N", n, where), math.nan if math.isnan(d) else _check_value("D", d, where),
+                                _check_value("loss", loss, where)))
     if not points:
         raise ScalingError(f"{path}: no rows")
     return points
