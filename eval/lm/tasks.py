@@ -24,8 +24,9 @@ PRIMARY_METRIC = {
     "lambada_openai": "acc",
     "openbookqa": "acc_norm",
 }
-# Any other task: the first of these it reports.
-FALLBACK_METRICS = ["acc_norm", "acc", "exact_match", "word_perplexity", "perplexity"]
+# Any other task: the first of these it reports. Only accuracies, so means and deltas stay in one unit;
+# a perplexity-only task has no primary metric (results.md still lists all its metrics).
+FALLBACK_METRICS = ["acc_norm", "acc", "exact_match"]
 
 
 def parse_tasks(text: str | None) -> list[str]:
