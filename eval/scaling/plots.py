@@ -3,8 +3,9 @@
   loss_vs_compute.png  every point (faint), the frontier (solid markers) and the fitted L(C) per
                        architecture with its bootstrap band, log-log axes
   residuals.png        log(L_obs / L_fit) of the frontier points against compute
-  isoflop.png          IsoFLOP curves: loss against N at fixed compute, one curve per compute bin that
-                       holds at least MIN_SIZES model sizes (only written when some bin does)
+  isoflop.png          IsoFLOP curves: loss against N at fixed compute (ISOFLOP_BINS_PER_DECADE bins per
+                       decade of C), one curve per bin that holds at least MIN_SIZES model sizes (only
+                       written when some bin does)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from eval.scaling.analysis import ArchFit
 
 MIN_SIZES = 3  # model sizes a compute bin needs before its IsoFLOP curve says anything
+ISOFLOP_BINS_PER_DECADE = 4  # coarser than the frontier's bins, so that several runs land in one
 
 
 def _pyplot():
@@ -74,7 +76,7 @@ def residuals(fits: dict[str, ArchFit], path: Path) -> Path:
     return _save(fig, path)
 
 
-def isoflop_curves(f: ArchFit, bins_per_decade: int = 10) -> dict[float, list[tuple[float, float]]]:
+def isoflop_curves(f: ArchFit, bins_per_decade: int = ISOFLOP_BINS_PER_DECADE) -> dict[float, list[tuple[float, float]]]:
     """{bin centre C: [(N, loss), ...]} for compute bins with >= MIN_SIZES model sizes; each run contributes
     its point nearest the bin centre (in log C)."""
     curves: dict[float, dict[str, tuple[float, float, float]]] = {}
@@ -93,11 +95,13 @@ def isoflop_curves(f: ArchFit, bins_per_decade: int = 10) -> dict[float, list[tu
     return out
 
 
-def isoflop(fits: dict[str, ArchFit], path: Path, bins_per_decade: int = 10) -> Path | None:
+def isoflop(fits: dict[str, ArchFit], path: Path, bins_per_decade: int = ISOFLOP_BINS_PER_DECADE) -> Path | None:
     """The IsoFLOP figure, or None when no architecture has a compute bin with MIN_SIZES model sizes."""
     data = {arch: c for arch, f in fits.items() if (c := isoflop_curves(f, bins_per_decade))}
     if not data:
         return None
+    from matplotlib.ticker import NullFormatter
+
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(data), figsize=(5 * len(data), 4), squeeze=False)
     for ax, (arch, curves) in zip(axes[0], data.items()):
@@ -105,6 +109,7 @@ def isoflop(fits: dict[str, ArchFit], path: Path, bins_per_decade: int = 10) -> 
             n, loss = zip(*pts)
             ax.plot(n, loss, "o-", color=color, ms=4, label=f"C ≈ {centre:.2g}")
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title=f"IsoFLOP: {arch}")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -90,7 +90,7 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
 
     figures = {"loss vs compute": plots.loss_vs_compute(fits, out / "loss_vs_compute.png", target, fc.level),
                "residuals": plots.residuals(fits, out / "residuals.png")}
-    iso = plots.isoflop(fits, out / "isoflop.png", fc.bins_per_decade)
+    iso = plots.isoflop(fits, out / "isoflop.png")
     if iso is not None:
         figures["IsoFLOP curves"] = iso
 
