@@ -172,7 +172,6 @@ class SequenceClassifier(nn.Module):
         for layer in self.layers:
             x = layer(x, None, mask)
         h = self.norm(x)
-        rows = torch.arange(h.shape[0], device=h.device)
         if mask is None:
             if self.pooling == "mean":
                 return h.mean(1)
@@ -180,6 +179,7 @@ class SequenceClassifier(nn.Module):
         if self.pooling == "mean":
             w = mask.to(h.dtype)
             return (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1)
+        rows = torch.arange(h.shape[0], device=h.device)
         pos = torch.arange(h.shape[1], device=h.device).expand_as(mask)
         if self.pooling == "first":
             return h[rows, torch.where(mask, pos, h.shape[1]).amin(1) % h.shape[1]]
