@@ -37,8 +37,8 @@ class Primitive(nn.Module):
 
     `mask` is None (every token is real; this path must cost nothing extra) or a bool (batch, seq)
     tensor, True at real tokens, for padded batches. Outputs at real positions must equal those of
-    the sequence with its padding removed (padding at the end, and for the built-in primitives also
-    at the start); outputs at padded positions are unspecified but finite. See docs/models.md.
+    the sequence with its padding removed (padding at the end or at the start; the contract test checks
+    both); outputs at padded positions are unspecified but finite. See docs/models.md.
     """
 
     name: ClassVar[str]
