@@ -59,10 +59,16 @@ def evaluate(cfg: LMEvalConfig, loaded: Any = None) -> dict[str, Any]:
     if unknown:
         raise LMEvalError(f"unknown lm-eval task(s): {', '.join(unknown)}; list them with `lm_eval ls tasks`"
                           + (" or check --include-path" if cfg.include_path else ""))
-    results = simple_evaluate(model=lm, tasks=list(cfg.tasks), task_manager=manager, num_fewshot=cfg.num_fewshot,
-                              batch_size=cfg.batch_size, limit=cfg.limit, log_samples=cfg.log_samples,
-                              random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                              fewshot_random_seed=cfg.seed, bootstrap_iters=cfg.bootstrap_iters)
+    try:
+        results = simple_evaluate(model=lm, tasks=list(cfg.tasks), task_manager=manager,
+                                  num_fewshot=cfg.num_fewshot, batch_size=cfg.batch_size, limit=cfg.limit,
+                                  log_samples=cfg.log_samples, random_seed=cfg.seed, numpy_random_seed=cfg.seed,
+                                  torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed,
+                                  bootstrap_iters=cfg.bootstrap_iters)
+    except (ConnectionError, FileNotFoundError) as e:  # what `datasets` raises for data it cannot reach
+        raise LMEvalError(f"lm-eval could not load a task's data ({type(e).__name__}: {e}). The standard tasks "
+                          "download from the Hugging Face hub on first use: run once with network access, or "
+                          "point HF_DATASETS_CACHE at a filled cache; local tasks need their data_files") from None
     if results is None:  # only on non-zero ranks, which we never start
         raise LMEvalError("lm-eval returned no results")
     primary = {}

@@ -357,6 +357,11 @@ def test_bad_inputs_name_the_problem(task_dir, tmp_path, capsys):
     ArchSpec.from_dict(SPEC).save(spec)
     assert cli_main([str(spec), "--tasks", "toy_nope", "--include-path", str(task_dir), "--only-local-tasks"]) == 2
     assert "unknown lm-eval task(s): toy_nope" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "gone.yaml").write_text((task_dir / "toy_mc.yaml").read_text().replace("toy_mc", "gone"))
+    assert cli_main([str(spec), "--tasks", "gone", "--include-path", str(broken), "--only-local-tasks"]) == 2
+    assert "could not load a task's data" in capsys.readouterr().err
     with pytest.raises(LMEvalError, match="vocab_size"):
         load(str(spec), tokenizer=str(_tokenizer_json(tmp_path)))
 
