@@ -102,7 +102,11 @@ def fit_chinchilla(arch: str, points: list[Point], cfg: FitConfig, seed: list[in
         raise ScalingError("points without token counts (compose ladders, CSV rows with an empty D)")
     n, d, loss = (np.array([getattr(p, k) for p in chosen]) for k in ("params", "tokens", "loss"))
     what = f"{arch} ({len(chosen)} {'final ' if cfg.chinchilla_points == 'final' else ''}points)"
-    law = ch.fit_chinchilla(n, d, loss, cfg.delta, what=what)
+    try:
+        law = ch.fit_chinchilla(n, d, loss, cfg.delta, what=what)
+    except ScalingError as e:
+        hint = " (or use every validation point: --chinchilla-points all)" if cfg.chinchilla_points == "final" else ""
+        raise ScalingError(f"{e}{hint}") from None
     if cfg.n_boot == 0:
         return chosen, law, []
 

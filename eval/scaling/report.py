@@ -127,7 +127,9 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
 
     md += ["", "## Chinchilla fits: L(N, D) = E + A/N^alpha + B/D^beta", "",
            f"Fitted to {CHINCHILLA_POINTS[fc.chinchilla_points]} (Hoffmann et al. approach 3; the published fit is E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28).",
-           "", "| architecture | points | E | A | B | alpha | beta |", "| --- | ---: | --- | --- | --- | --- | --- |"]
+           ""]
+    if any(f.chinchilla is not None for f in fits.values()):
+        md += ["| architecture | points | E | A | B | alpha | beta |", "| --- | ---: | --- | --- | --- | --- | --- |"]
     notes = []
     for arch, f in fits.items():
         if f.chinchilla is None:
