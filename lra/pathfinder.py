@@ -383,8 +383,9 @@ def _markers_clear(canvas: _Canvas, markers: list[tuple[_Stamp, int]]) -> bool:
     return True
 
 
-def render(cfg: PathfinderConfig, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
-    """One image (uint8, size x size), its label (1 = connected) and the margin used."""
+def render(cfg: PathfinderConfig, rng: np.random.Generator) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """One image (uint8, size x size), its label (1 = connected), the margin used and the two marker
+    centres ((2, 2) array of (y, x) pixel indices)."""
     cfg.validate()
     label = int(rng.integers(0, 2))
     for _ in range(cfg.max_image_retrial):
@@ -420,7 +421,8 @@ def render(cfg: PathfinderConfig, rng: np.random.Generator) -> tuple[np.ndarray,
         ink = img > 0
         out = np.zeros(img.shape, dtype=np.uint8)
         out[ink] = np.maximum(1, np.round(img[ink] / img.max() * 255)).astype(np.uint8)
-        return out, label, margin
+        centres = np.floor([targets[first].origin, targets[last].tip]).astype(int)
+        return out, label, margin, centres
     raise LRAError(
         f"pathfinder could not place an image in {cfg.max_image_retrial} attempts; the settings leave too "
         f"little room (size={cfg.size}, contour_length={cfg.contour_length}); lower contour_length or "
@@ -433,7 +435,7 @@ def generate_pathfinder(cfg: PathfinderConfig, n: int, seed: int, start: int = 0
     images = np.zeros((n, cfg.size, cfg.size), dtype=np.uint8)
     labels = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        images[i], labels[i], _ = render(cfg, np.random.default_rng([seed, start + i]))
+        images[i], labels[i], _, _ = render(cfg, np.random.default_rng([seed, start + i]))
     return images, labels
 
 
@@ -454,7 +456,7 @@ def write_pathfinder(root: str | Path, cfg: PathfinderConfig, n: int, seed: int,
         (base / sub).mkdir(parents=True, exist_ok=True)
         lines = []
         for i in range(min(per_batch, n - batch * per_batch)):
-            img, label, margin = render(cfg, np.random.default_rng([seed, batch * per_batch + i]))
+            img, label, margin, _ = render(cfg, np.random.default_rng([seed, batch * per_batch + i]))
             name = f"sample_{i}.png"
             Image.fromarray(img, mode="L").save(base / sub / name)
             lines.append(" ".join(str(v) for v in (
