@@ -97,8 +97,10 @@ metric_list: [{{metric: exact_match}}]"""),
     for name, (rows, body) in tasks.items():
         data = root / f"{name}.jsonl"
         data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        # cache_dir: the datasets cache of these throw-away tasks stays in the test's folder, not ~/.cache
         (root / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n"
-                                           f"  data_files:\n    test: {data}\ntest_split: test\n{body}\n")
+                                           f"  data_files:\n    test: {data}\n  cache_dir: {root / 'hf-cache'}\n"
+                                           f"test_split: test\n{body}\n")
     return root
 
 
