@@ -15,8 +15,9 @@ and the differences:
   dashes of one snake chain at distance <= 2*margin and different snakes never do. The original keeps
   the same kind of clearance with a margin-dilated mask; this rule makes it exact, so that "connected"
   has one meaning a flood fill can check (tests/lra/test_pathfinder.py does);
-- markers get the same clearance from other snakes (the original does not check this; an image that
-  breaks it is redrawn, which the original never needs to do because it does not test it).
+- markers get the same clearance from other snakes (the original does not check this): the snakes keep
+  clear of each other's start marker while growing, an end marker too close to the other target snake
+  means a redraw, and distractors avoid both markers.
 
 Rendering is numpy only: each paddle is a capsule (segment with round caps) of width `paddle_thickness`,
 anti-aliased by 4x4 supersampling (the original draws at 2x with PIL and downsamples with Lanczos).
@@ -119,6 +120,7 @@ class _Stamp:
     x0: int
     cov: np.ndarray  # float coverage in [0, 1] per pixel of the window
     ink: np.ndarray | None = None  # cov > 0, shared by cached paddle rasters
+    zones: dict[int, np.ndarray] = field(default_factory=dict)  # ink dilated by link, per link
 
     def __post_init__(self):
         if self.ink is None:
@@ -176,7 +178,9 @@ class _Canvas:
 
     def block(self, s: _Stamp, blocked: np.ndarray) -> None:
         """Mark every pixel within `link` (Chebyshev) of s's ink."""
-        zone = _dilate(s.ink, self.link)
+        zone = s.zones.get(self.link)
+        if zone is None:
+            zone = s.zones[self.link] = _dilate(s.ink, self.link)
         y0, x0 = s.y0 - self.link, s.x0 - self.link
         ys, xs = max(y0, 0), max(x0, 0)
         ye, xe = min(y0 + zone.shape[0], self.size), min(x0 + zone.shape[1], self.size)
@@ -222,6 +226,15 @@ class _Snake:
 
 
 _CACHES: dict[tuple, dict] = {}
+_RINGS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _ring(reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate directions, one per pixel of arc at radius `reach`, and their offsets (y, x)."""
+    if reach not in _RINGS:
+        thetas = np.arange(0.0, 2 * math.pi, 1.0 / reach) - math.pi
+        _RINGS[reach] = thetas, reach * np.stack([np.sin(thetas), np.cos(thetas)], axis=1)
+    return _RINGS[reach]
 
 
 def _paddle_cache(cfg: PathfinderConfig) -> dict:
@@ -243,8 +256,8 @@ class _Grower:
         cov = self._cache.get(key)
         if cov is None:
             st = _capsule(frac / _SUPER, frac / _SUPER + self.cfg.paddle_length * _unit(theta), self.radius)
-            cov = self._cache[key] = (st.y0, st.x0, st.cov, st.ink)
-        return _Stamp(int(base[0]) + cov[0], int(base[1]) + cov[1], cov[2], cov[3])
+            cov = self._cache[key] = (st.y0, st.x0, st.cov, st.ink, st.zones)
+        return _Stamp(int(base[0]) + cov[0], int(base[1]) + cov[1], cov[2], cov[3], cov[4])
 
     def seed(self, snake: _Snake, tail: np.ndarray, theta: float, blocked: np.ndarray) -> bool:
         s = self.paddle(tail, theta)
@@ -261,32 +274,29 @@ class _Grower:
         pivot = snake.pivot + (cfg.paddle_length + 2 * m) * _unit(snake.theta)
         reach = cfg.paddle_length + m
         # One candidate direction per pixel of arc on the circle the next paddle's end lies on.
-        thetas = np.arange(0.0, 2 * math.pi, 1.0 / reach) - math.pi
-        heads = pivot[None, :] + reach * np.stack([np.sin(thetas), np.cos(thetas)], axis=1)
+        thetas, ring = _ring(reach)
+        heads = pivot[None, :] + ring
         hy, hx = np.floor(heads[:, 0]).astype(int), np.floor(heads[:, 1]).astype(int)
         inside = (hy >= 0) & (hy < cfg.size) & (hx >= 0) & (hx < cfg.size)
         free = np.zeros(len(thetas), dtype=bool)
         free[inside] = ~blocked[hy[inside], hx[inside]]
-        turn = np.abs(np.angle(np.exp(1j * (thetas - snake.theta))))
+        turn = np.abs((thetas - snake.theta + math.pi) % (2 * math.pi) - math.pi)
         weight = np.cos(np.minimum(turn * cfg.continuity, math.pi / 2)) ** 2 * free
         # The original draws a direction from these weights and retries a few times when the paddle
-        # collides; drawing only among directions whose whole paddle fits gives the same choice among
-        # the feasible ones without wasted draws (and far fewer dead-end images).
-        stamps: dict[int, _Stamp] = {}
-        for k in np.flatnonzero(weight > 0):
-            st = self.paddle(pivot + m * _unit(float(thetas[k])), float(thetas[k]))
-            if self.canvas.fits(st, blocked):
-                stamps[int(k)] = st
-            else:
+        # collides; here a colliding direction is struck off and the draw repeated until one fits or none
+        # is left: the same choice among the feasible directions, without giving up early.
+        while weight.sum() >= 1e-4:
+            k = int(self.rng.choice(len(thetas), p=weight / weight.sum()))
+            theta = float(thetas[k])
+            st = self.paddle(pivot + m * _unit(theta), theta)
+            if not self.canvas.fits(st, blocked):
                 weight[k] = 0.0
-        if weight.sum() < 1e-4:
-            return False
-        k = int(self.rng.choice(len(thetas), p=weight / weight.sum()))
-        self.canvas.block(snake.paddles[-1], blocked)  # the predecessor counts from now on
-        snake.paddles.append(stamps[k])
-        theta = float(thetas[k])
-        snake.pivot, snake.theta, snake.tip = pivot, theta, pivot + reach * _unit(theta)
-        return True
+                continue
+            self.canvas.block(snake.paddles[-1], blocked)  # the predecessor counts from now on
+            snake.paddles.append(st)
+            snake.pivot, snake.theta, snake.tip = pivot, theta, pivot + reach * _unit(theta)
+            return True
+        return False
 
     def random_start(self, blocked: np.ndarray, border: int) -> np.ndarray | None:
         n = self.cfg.size
@@ -319,9 +329,17 @@ def _two_targets(g: _Grower) -> tuple[list[_Snake], np.ndarray] | None:
         # The second start must keep clear of the first snake's paddle (a check the original skips).
         other = blocked.copy()
         canvas.block(snakes[0].paddles[0], other)
+        canvas.block(_marker(g, snakes[0].origin), other)
         if g.seed(snakes[1], tail, g.angle(), other):
             break
     else:
+        return None
+    # Keep each snake clear of the other's start marker from the outset: a marker is drawn on one of the
+    # two starts, and a neighbour running past it would fail the marker check only after all the work.
+    reserve = [np.zeros_like(blocked), np.zeros_like(blocked)]
+    for i in (0, 1):
+        canvas.block(_marker(g, snakes[1 - i].origin), reserve[i])
+    if not canvas.fits(snakes[0].paddles[0], reserve[0]):
         return None
     # Grow in alternation. When a snake dead-ends, step back one paddle and redraw it (up to a budget)
     # instead of redrawing the whole image as the original does: at 32 px most 14-paddle attempts dead-end
@@ -333,7 +351,7 @@ def _two_targets(g: _Grower) -> tuple[list[_Snake], np.ndarray] | None:
         i = moves[j]
         if len(saved) == j:
             saved.append((blocked.copy(), [(list(s.paddles), s.pivot, s.theta, s.tip) for s in snakes]))
-        view = blocked.copy()
+        view = blocked | reserve[i]
         canvas.block(snakes[1 - i].paddles[-1], view)  # nor may it approach the other's newest paddle
         if g.extend(snakes[i], view):
             canvas.block(snakes[i].paddles[-2], blocked)
@@ -401,6 +419,13 @@ def render(cfg: PathfinderConfig, rng: np.random.Generator) -> tuple[np.ndarray,
             for s in snake.paddles:
                 pc = cfg.paddle_contrasts[int(rng.integers(len(cfg.paddle_contrasts)))]
                 canvas.draw(s, float(pc * mus[i]), owner=i)
+        first = int(rng.integers(0, 2))
+        last = first if label == 1 else 1 - first
+        markers = [(_marker(g, targets[first].origin), first), (_marker(g, targets[last].tip), last)]
+        if not _markers_clear(canvas, markers):
+            continue
+        for s, _ in markers:
+            canvas.block(s, blocked)  # distractors keep clear of the markers too
         for d in range(cfg.num_distractors):
             for _ in range(cfg.max_distractor_retrial + 1):
                 snake = _distractor(g, blocked)
@@ -410,10 +435,7 @@ def render(cfg: PathfinderConfig, rng: np.random.Generator) -> tuple[np.ndarray,
                         canvas.draw(s, contrast, owner=2 + d)
                         canvas.block(s, blocked)
                     break
-        first = int(rng.integers(0, 2))
-        last = first if label == 1 else 1 - first
-        markers = [(_marker(g, targets[first].origin), first), (_marker(g, targets[last].tip), last)]
-        if not _markers_clear(canvas, markers):
+        if not _markers_clear(canvas, markers):  # cannot fail now; kept as the guarantee's guard
             continue
         for s, owner in markers:
             canvas.draw(s, 1.0, owner=owner)
