@@ -32,13 +32,13 @@ def connected(img: np.ndarray, a, b, link: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("preset,n", [("pathfinder32-easy", 60), ("pathfinder32-hard", 12)])
+@pytest.mark.parametrize("preset,n", [("pathfinder32-easy", 60), ("pathfinder32-hard", 12), ("pathx", 4)])
 def test_labels_match_connectivity(preset, n):
     cfg = get_preset(preset)
     labels = []
     for i in range(n):
         img, label, margin, centres = render(cfg, np.random.default_rng([7, i]))
-        assert img.shape == (32, 32) and img.dtype == np.uint8 and img.max() == 255
+        assert img.shape == (cfg.size, cfg.size) and img.dtype == np.uint8 and img.max() == 255
         assert connected(img, centres[0], centres[1], 2 * margin) == bool(label), f"image {i} label {label}"
         labels.append(label)
     if n >= 60:
