@@ -13,6 +13,7 @@ STAGES = {
     "compose": ("compose.cli", "AIRA-Compose: architecture search over primitive patterns"),
     "pretrain": ("pretrain.cli", "pretraining at 350M-3B on DeepSpeed (ZeRO 1/2/3), checkpoints, export"),
     "eval": ("eval.cli", "lm-eval downstream scoring and scaling-law fit reports"),
+    "lra": ("lra.cli", "Long Range Arena: train any spec as a non-causal classifier, eval, table"),
 }
 
 
