@@ -6,6 +6,7 @@ Each stage is also runnable on its own as `python -m <stage>`.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 STAGES = {
@@ -18,6 +19,8 @@ STAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `aira ... | head` ends quietly, like any Unix tool
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
         lines = [f"  {name:<10} {help}" for name, (_, help) in STAGES.items()]
