@@ -1,8 +1,8 @@
 """How well does the short budget rank specs like a longer one? Spearman over a handful of specs.
 
 Each spec trains twice on the same generated ListOps (length <= 64, configs/lra/listops-tiny.yaml):
-`budget=short` (the capped, fixed-seed mode AIRA-Design scores candidates with, here scaled down to
---short-steps / --short-train) and a longer run (--full-steps on --full-train examples). Prints both
+`budget=short` (the capped, fixed-seed mode AIRA-Design scores candidates with) at each of
+--short-steps / --short-train and a longer run (--full-steps on --full-train examples). Prints both
 test accuracies and the Spearman rank correlation between them. Small and CPU-sized: a sanity check of
 the short budget's ranking, not a measurement on the real LRA tasks.
 
@@ -58,23 +58,24 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--short-steps", type=int, default=100)
-    p.add_argument("--short-train", type=int, default=500)
+    p.add_argument("--short-steps", type=int, nargs="+", default=[100, 300], help="one short budget per value")
+    p.add_argument("--short-train", type=int, nargs="+", default=[500, 2000], help="examples, one per budget")
     p.add_argument("--full-steps", type=int, default=1200)
     p.add_argument("--full-train", type=int, default=4000)
     args = p.parse_args()
     torch.set_num_threads(1)
     common = ["train.progress_bar=false", "logging.wandb=disabled", "data.num_val=300", "data.num_test=500",
               "train.lr=3e-3", "train.patience=1000"]
-    short = ["budget=short", f"short.max_steps={args.short_steps}", f"short.num_train={args.short_train}",
-             "short.num_val=300", f"data.num_train={args.short_train}", "train.val_every=50"]
+    budgets = {f"short{n}": ["budget=short", f"short.max_steps={n}", f"short.num_train={m}", "short.num_val=300",
+                             f"data.num_train={m}", "train.val_every=50"]
+               for n, m in zip(args.short_steps, args.short_train, strict=True)}
     full = [f"train.max_steps={args.full_steps}", f"data.num_train={args.full_train}", "train.val_every=200",
             "train.warmup_steps=100"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in SPECS.items():
             accs = []
-            for label, extra in (("short", short), ("full", full)):
+            for label, extra in (*budgets.items(), ("full", full)):
                 cfg = lra_config.load(ROOT / "configs/lra/listops-tiny.yaml",
                                       [*common, *spec, *extra, f"run_dir={tmp}/{name}-{label}"])
                 res = run(cfg)
@@ -82,10 +83,13 @@ def main() -> None:
                 print(f"{name} {label}: test_acc {res['test_acc']:.3f} steps {res['steps']} "
                       f"{res['train_wall_s']:.0f}s params {res['params']}", flush=True)
             rows.append((name, *accs))
-    print("| spec | short | full |\n|---|---|---|")
-    for name, s, f in rows:
-        print(f"| {name} | {s:.3f} | {f:.3f} |")
-    print(f"Spearman(short, full) = {spearman([r[1] for r in rows], [r[2] for r in rows]):.2f} over {len(rows)} specs")
+    print("| spec | " + " | ".join(budgets) + " | full |\n|---|" + "---|" * (len(budgets) + 1))
+    for name, *accs in rows:
+        print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
+    full_accs = [r[-1] for r in rows]
+    for i, label in enumerate(budgets):
+        rho = spearman([r[1 + i] for r in rows], full_accs)
+        print(f"Spearman({label}, full) = {rho:.2f} over {len(rows)} specs")
 
 
 if __name__ == "__main__":

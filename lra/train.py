@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -158,9 +159,10 @@ def _loggers(cfg: LRAConfig, run_dir: Path) -> list:
     if cfg.logging.wandb != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
-        # Keep every wandb file inside the run folder, not in $HOME.
-        for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-            os.environ.setdefault(var, str(run_dir / "wandb"))
+        # The run's files go to RUN_DIR/wandb (save_dir); wandb's caches to a temp folder rather than
+        # $HOME unless the user chose a place.
+        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+            os.environ.setdefault(var, str(Path(tempfile.gettempdir()) / "aira-wandb-cache"))
         (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
         loggers.append(WandbLogger(project=cfg.logging.project, name=f"{cfg.task}-{cfg.name}",
                                    save_dir=str(run_dir), offline=cfg.logging.wandb == "offline"))

@@ -115,8 +115,9 @@ def test_two_tower_shares_the_encoder_and_combines_u_v():
 def test_cli_train_eval_table(tmp_path, capsys):
     run_dir = tmp_path / "cli-run"
     rc = main(["train", "listops", "--config", str(TINY), f"run_dir={run_dir}", "train.max_steps=40",
-               "train.val_every=20", "name=cli-tiny", *QUIET])
+               "train.val_every=20", "name=cli-tiny", "train.progress_bar=false", "logging.wandb=offline"])
     assert rc == 0
+    assert list((run_dir / "wandb").glob("offline-run-*"))  # the default logger: wandb offline, in RUN_DIR
     results = json.loads((run_dir / "results.json").read_text())
     capsys.readouterr()
     assert main(["eval", str(run_dir)]) == 0
