@@ -202,14 +202,15 @@ def build_trainer(cfg: LRAConfig, run_dir: Path, sets: dict) -> L.Trainer:
 def run(cfg: LRAConfig) -> dict:
     """Train, keep the best checkpoint by val_acc, score it on val and test; returns results.json's dict."""
     run_dir = Path(cfg.run_dir)
+    model_spec(cfg)  # a spec that does not load fails before anything is written
     if (run_dir / "results.json").exists():
         raise LRAError(f"{run_dir} already holds a finished run; pass another run_dir=... or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
     lra_config.save(cfg, run_dir / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     start = time.time()
+    module = LRAModule(cfg)  # before the data: a bad spec fails in a second, not after loading a split
     sets = build_datasets(cfg)
-    module = LRAModule(cfg)
     trainer = build_trainer(cfg, run_dir, sets)
     trainer.fit(module, loader(sets["train"], cfg, True), loader(sets["val"], cfg, False))
     train_s = time.time() - start
