@@ -68,6 +68,7 @@ class LocalExecutor:
         """Queue `target(payload)` ("package.module:function") under `job_id`; runs when a slot frees."""
         d = self.job_dir(job_id)
         d.mkdir(parents=True, exist_ok=True)
+        _stop_orphan(d)
         (d / "result.json").unlink(missing_ok=True)
         write_json_atomic(d / "job.json", {"target": target, "payload": payload, "memory_mb": self.memory_mb,
                                            "timeout_s": timeout_s or self.timeout_s})
@@ -163,6 +164,22 @@ class LocalExecutor:
         logs.mkdir(exist_ok=True)
         log = open(logs / f"worker-{time.time_ns()}.log", "wb")  # noqa: SIM115 (closed with the worker)
         return self._spawn(["--serve"], log, stdin=subprocess.PIPE), log
+
+
+def _stop_orphan(job_dir: Path) -> None:
+    """Kill a worker still running this job for a coordinator that died (its process group outlives it)."""
+    marker = job_dir / "worker.pgid"
+    try:
+        pgid = int(marker.read_text())
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return  # no marker, or that process is gone (or no /proc: nothing we can check safely)
+    if b"agents.worker" in cmdline:  # the id may have been reused by an unrelated process since
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    marker.unlink(missing_ok=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -74,6 +74,8 @@ class Policy:
     def maybe_debug(self, nodes: list[Node], rng: random.Random) -> Action | None:
         """Debug the newest broken node that has not been debugged and is not too deep."""
         by_id = {n.id: n for n in nodes}
+        # Nodes that already have a debug child were handled, in this process or before a resume.
+        self._debugged.update(n.parent_ids[0] for n in nodes if n.operator == "debug" and n.parent_ids)
         for n in reversed(nodes):
             if n.status in ("failed", "invalid") and n.id not in self._debugged:
                 self._debugged.add(n.id)

@@ -39,12 +39,18 @@ class Proposal:
 HIDDEN_PREFIX = "test_"
 
 
+def _strip_hidden(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_hidden(v) for k, v in value.items() if not str(k).startswith(HIDDEN_PREFIX)}
+    if isinstance(value, list):
+        return [_strip_hidden(v) for v in value]
+    return value
+
+
 def visible(node: Node) -> Node:
-    """The node as agents may see it: without hidden (`test_`) metrics."""
-    if not any(k.startswith(HIDDEN_PREFIX) for k in node.metrics):
-        return node
-    return dataclasses.replace(node, metrics={k: v for k, v in node.metrics.items()
-                                              if not k.startswith(HIDDEN_PREFIX)})
+    """The node as agents may see it: without hidden (`test_`) metrics, at any depth (e.g. ladder rungs)."""
+    metrics = _strip_hidden(node.metrics)
+    return node if metrics == node.metrics else dataclasses.replace(node, metrics=metrics)
 
 
 class Task(Protocol):
@@ -114,8 +120,7 @@ class Search:
         if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
             return False
         if c.eval_seconds_per_agent is not None and sum(
-                n.finished_at - n.started_at for n in mine
-                if n.status in ("done", "failed") and n.started_at and n.finished_at) >= c.eval_seconds_per_agent:
+                n.metrics.get("eval_s", 0.0) for n in mine if n.status in ("done", "failed")) >= c.eval_seconds_per_agent:
             return False
         tail = mine[-c.max_invalid_in_a_row:]
         return not (len(tail) == c.max_invalid_in_a_row and all(n.status == "invalid" for n in tail))
@@ -243,14 +248,16 @@ class Search:
 
     def _record(self, result: JobResult) -> None:
         self.in_flight.pop(result.job_id, None)
+        spent = {"eval_s": result.wall_s}  # the worker's own time: per-agent time budgets count this
         if result.ok:
             try:
-                node = self.journal.update(result.job_id, status="done", metrics=self.task.metrics(result.value),
-                                           finished_at=time.time(), wave=self._wave)
+                node = self.journal.update(result.job_id, status="done", finished_at=time.time(), wave=self._wave,
+                                           metrics={**self.task.metrics(result.value), **spent})
             except Exception as e:  # noqa: BLE001  (malformed result from a worker)
                 node = self.journal.update(result.job_id, status="failed", finished_at=time.time(), wave=self._wave,
-                                           error=f"result could not be read: {type(e).__name__}: {e}")
+                                           metrics=spent, error=f"result could not be read: {type(e).__name__}: {e}")
         else:
             node = self.journal.update(result.job_id, status="failed", error=result.error, finished_at=time.time(),
-                                       wave=self._wave)
+                                       wave=self._wave, metrics=spent)
+        self.journal.set_meta("elapsed_s", self.elapsed())  # a kill -9 keeps the wall clock spent so far
         self.on_event(node.status, node)

@@ -28,6 +28,9 @@ def write_json_atomic(path: Path, obj: object) -> None:
 
 
 def run(job_dir: Path) -> int:
+    # Who runs this job: a coordinator resuming after a kill -9 stops this process group before it
+    # runs the job again, so one evaluation never runs twice at once.
+    (job_dir / "worker.pgid").write_text(str(os.getpgid(0)))
     job = json.loads((job_dir / "job.json").read_text())
     if job.get("memory_mb"):
         limit = int(job["memory_mb"]) * 2**20

@@ -44,6 +44,19 @@ class ComposeConfig:
             if bad:
                 raise ValueError(f"space.allowed: {bad} are neither registered primitives "
                                  f"({', '.join(primitive_names())}) nor aliases in space.primitives")
+        sp = self.space
+        stray = sorted(set(sp.min_count) - set(sp.allowed))
+        if stray:
+            raise ValueError(f"space.min_count: {stray} are not in space.allowed {sp.allowed}")
+        if sum(sp.min_count.values()) > sp.n_layers:
+            raise ValueError(f"space.min_count asks for {sum(sp.min_count.values())} layers but space.n_layers is "
+                             f"{sp.n_layers}")
+        import random
+
+        try:
+            sp.sample(random.Random(0))
+        except ValueError as e:
+            raise ValueError(f"space: {e} (check min_count, max_count and max_params)") from None
         if self.kind in ("text", "ladder"):
             self.proxy.check()
         if self.kind == "ladder" and len(set(self.ladder.widths)) < 2:

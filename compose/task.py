@@ -63,7 +63,9 @@ class ComposeTask:
             pattern, plan = self.llm.propose(action, self)
             return self.check(pattern, plan)
         allowed = self.space.allowed
-        parents = [n.payload["pattern"] for n in action.parents]
+        parents = [n.payload.get("pattern") for n in action.parents]
+        if action.operator == "debug" and not parents[0]:  # its operator crashed before writing a pattern
+            return self.check(self.space.sample(rng), plan="re-drafted: the parent has no pattern")
         if action.operator == "draft":
             pattern, how = self.space.sample(rng), "random draft"
         elif action.operator == "improve":

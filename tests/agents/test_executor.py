@@ -1,6 +1,7 @@
 """Local executor: separate processes, results as files, every failure mode becomes a result."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -99,3 +100,22 @@ def test_reused_workers_serve_many_jobs_and_are_replaced_when_they_die(tmp_path,
     assert not out["e"].ok and "agent code is broken" in out["e"].error
     assert out["f"].ok and out["f"].value["pid"] != first_pid  # a fresh worker after the deaths
     ex.shutdown()
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_resubmitting_a_job_stops_the_worker_a_dead_coordinator_left_running(tmp_path, env, reuse):
+    first = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=reuse)
+    first.submit("j", f"{JOBS}:sleep", {"s": 60})
+    marker = tmp_path / "jobs" / "j" / "worker.pgid"
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    orphan = first._running["j"].proc  # `first` is now abandoned, as by a kill -9 of its coordinator
+    second = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=reuse)
+    second.submit("j", f"{JOBS}:square", {"x": 5})
+    orphan.wait(timeout=10)  # reaped here because this test process is its parent; init does it for real
+    assert orphan.returncode == -signal.SIGKILL
+    out = drain(second)
+    assert out["j"].value["y"] == 25
+    first._running.clear()
+    second.shutdown()

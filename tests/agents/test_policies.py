@@ -44,8 +44,16 @@ def test_broken_nodes_are_debugged_once_and_only_to_max_depth():
     d1 = Node("debug", "a", {}, parent_ids=[bad.id], status="failed")
     d2 = Node("debug", "a", {}, parent_ids=[d1.id], status="failed")
     nodes += [d1, d2]
-    assert p.next(nodes, rng).operator == "debug"  # d2 is the newest; depth 2 -> not debugged
-    assert p.next(nodes, rng).parents[0] is not d2
+    # d2 is at depth 2 (not debugged); d1 and bad already have a debug child: nothing left to debug
+    assert p.next(nodes, rng).operator == "improve"
+
+
+def test_a_resumed_policy_does_not_debug_what_was_already_debugged():
+    nodes = chain([1.0])
+    bad = Node("improve", "a", {}, parent_ids=[nodes[0].id], status="invalid", error="bad spec")
+    fixed = Node("debug", "a", {}, parent_ids=[bad.id], status="done", metrics={"loss": 0.5})
+    fresh = make_policy("greedy", "loss", num_drafts=1)  # a new process after a resume: no memory
+    assert fresh.next([*nodes, bad, fixed], random.Random(0)).operator == "improve"
 
 
 def test_evolutionary_uses_crossover_after_generations():

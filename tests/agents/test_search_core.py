@@ -125,3 +125,11 @@ def test_an_agent_stops_when_its_evaluation_time_is_spent(tmp_path):
     for agent in ("agent-0", "agent-1"):
         spent = [n.finished_at - n.started_at for n in journal.nodes("done") if n.agent_id == agent]
         assert len(spent) < 20 and sum(spent[:-1]) < 0.5 <= sum(spent)  # stops right after crossing it
+
+
+def test_hidden_values_nested_in_metrics_are_stripped_too():
+    from agents.journal import Node
+
+    n = Node("draft", "a", {}, metrics={"loss": 1.0, "test_loss": 2.0,
+                                          "ladder": [{"val": 1.0, "test_bpb": 3.0}], "nested": {"test_x": 1}})
+    assert visible(n).metrics == {"loss": 1.0, "ladder": [{"val": 1.0}], "nested": {}}

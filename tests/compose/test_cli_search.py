@@ -76,6 +76,10 @@ def test_bad_configs_and_run_dirs_are_clear_errors(tmp_path, config, capsys):
     assert "only search.* budgets can change" in capsys.readouterr().err
     assert main(["search", str(config), f"run_dir={run}"]) == 2
     assert "already holds a search" in capsys.readouterr().err
+    assert main(["search", str(config), "space.min_count={attn: 5}"]) == 2  # 4 layers cannot hold 5 attn
+    assert "space.min_count asks for 5 layers" in capsys.readouterr().err
+    assert main(["search", str(config), "space.min_count={conv: 1}"]) == 2
+    assert "not in space.allowed" in capsys.readouterr().err
 
 
 def test_a_search_on_the_mad_suite_ranks_by_accuracy_and_hides_the_test_split(tmp_path, capsys):
