@@ -48,7 +48,11 @@ def save(engine: Any, root: Path, step: int, meta: dict[str, Any], client_state:
          is_main: bool, keep: int) -> Path:
     """Checkpoint the engine as tag step-N (all ranks call this); returns the tag's directory."""
     final = root / tag_of(step)
-    if final.is_dir():  # e.g. the end of a run that has just checkpointed this very step
+    if final.is_dir():  # e.g. the end of a run that has just checkpointed this very step, or a crash
+        if is_main:     # between the rename and `latest` last time: make sure `latest` names it
+            _atomic_write(root / LATEST, final.name)
+            _prune(root, keep)
+        _barrier()
         return final
     tmp_tag = f".tmp-{tag_of(step)}"
     if is_main:

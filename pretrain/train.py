@@ -122,7 +122,7 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
     if cfg.data.seq_len > spec.max_seq_len:
         raise PretrainError(f"data.seq_len {cfg.data.seq_len} exceeds the spec's max_seq_len {spec.max_seq_len}")
     expect = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
-              "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len, **_stream_meta(cfg)}
+              "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len, **_order_meta(cfg)}
     resume_tag = checkpoint.check(ckpt_root, expect)[0] if resume else None
     if cfg.train.threads is not None and not torch.cuda.is_available():
         torch.set_num_threads(cfg.train.threads)
@@ -134,6 +134,13 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _order_meta(cfg: RunConfig) -> dict[str, Any]:
+    """What fixes the data order and the LR curve: a resume that changes any of it is refused."""
+    meta = {**_stream_meta(cfg), "seed": cfg.train.seed, "steps": cfg.train.steps, "tokens_budget": cfg.train.tokens,
+            "tokens_per_param": cfg.train.tokens_per_param, "optim": dataclasses.asdict(cfg.optim)}
+    return json.loads(json.dumps(meta))  # as meta.json stores it (tuples become lists), so it compares equal
 
 
 def _stream_meta(cfg: RunConfig) -> dict[str, Any]:
@@ -220,7 +227,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     stop = _StopFlag()
     meta = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
                "batch_size": cfg.train.batch_size, "seq_len": seq, "data_fingerprint": data.fingerprint,
-               **_stream_meta(cfg)}
+               **_order_meta(cfg)}
 
     def save(step: int) -> None:
         client = {"step": step, "rng": checkpoint.rng_state(), "data_fingerprint": data.fingerprint}

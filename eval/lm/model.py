@@ -184,7 +184,7 @@ class AiraLM(TemplateLM):
         new: list[list[int]] = [[] for _ in group]
         texts: list[str | None] = [None] * len(group)
         for _ in range(steps):
-            nxt = logits.float().argmax(-1)
+            nxt = logits[..., : self.tok.vocab_size].float().argmax(-1)  # only ids the tokenizer can decode
             for b, (_, _, until, max_new) in enumerate(group):
                 if texts[b] is not None:
                     continue

@@ -75,6 +75,8 @@ def is_pretrain_run(path: Path) -> bool:
 def read_pretrain_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
     """The val lines of one pretrain run; the architecture is the spec's name unless --name maps the run."""
     from models.accounting import count_params, non_embedding_params, train_flops_per_token
+    from models.errors import SpecError
+    from models.spec import ArchSpec
     from pretrain.config import load_config
     from pretrain.errors import PretrainError
     from pretrain.train import resolve_spec
@@ -83,8 +85,10 @@ def read_pretrain_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
         raise ScalingError(f"{run_dir}: has metrics.jsonl but no config.yaml; is it a pretrain run directory?")
     try:
         cfg = load_config(run_dir / "config.yaml")
-        spec = resolve_spec(cfg)
-    except PretrainError as e:
+        # The spec the run trained (saved at its start) wins over the config's preset name, which may
+        # have changed since.
+        spec = ArchSpec.load(run_dir / "spec.yaml") if (run_dir / "spec.yaml").is_file() else resolve_spec(cfg)
+    except (PretrainError, SpecError) as e:
         raise ScalingError(f"{run_dir}/config.yaml: {e}") from None
     n = count_params(spec) if opts.params == "total" else non_embedding_params(spec)
     per_token = train_flops_per_token(spec, cfg.data.seq_len)

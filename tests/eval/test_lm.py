@@ -416,3 +416,22 @@ def test_registered_as_lm_eval_model():
     lm = aira_model.AiraLM.create_from_arg_string("path=llama-proxy,max_length=32", {"batch_size": 2,
                                                                                         "device": "cpu"})
     assert lm.max_length == 32 and lm.batch_size == 2 and lm.tok.name == "bytes"
+
+
+def test_generation_never_picks_an_id_the_tokenizer_cannot_decode():
+    """A model whose vocabulary is larger than its tokenizer's (a preset at random init scored with bytes)."""
+    from eval.lm.loading import Loaded
+    from eval.lm.model import AiraLM
+    from models.lm import build_lm
+    from models.spec import ArchSpec
+    from pretrain.tokenizer import load_tokenizer
+
+    spec = ArchSpec(pattern=["mlp"], d_model=16, vocab_size=300, max_seq_len=32, tie_embeddings=False)
+    model = build_lm(spec)
+    with torch.no_grad():  # make the out-of-range ids the most likely ones
+        model.head.weight[256:] = 10 * model.head.weight[256:].abs().sum(-1, keepdim=True)
+        model.head.weight[:256] *= 0.0
+    tok = load_tokenizer("bytes")
+    lm = AiraLM(Loaded(model, tok, tok.eos_id, 32), device="cpu")
+    text = lm._greedy([(0, tok.encode("ab"), [], 4)])[0]
+    assert isinstance(text, str) and len(text.encode()) <= 4

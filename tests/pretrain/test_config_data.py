@@ -168,3 +168,30 @@ def test_scale_configs_resolve_to_a_chinchilla_budget(size, params):
     assert 20 * params <= tokens < 20 * params + cfg.train.batch_size * cfg.data.seq_len
     for world in (1, 8, 16):
         assert check_batch(cfg, world) * cfg.train.micro_batch_size * world == cfg.train.batch_size
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.seed=7", "seed: checkpoint has 0, this run has 7"),
+    ("train.steps=999", "steps: checkpoint has"),
+    ("optim.lr=0.5", "optim: checkpoint has"),
+])
+def test_resume_refuses_a_changed_data_order_or_schedule(tmp_path, override, words):
+    from pretrain.train import _order_meta, resolve_spec
+
+    cfg = load_config(TINY)
+    meta = {"spec_hash": resolve_spec(cfg).hash(), "world_size": 1, "zero_stage": cfg.train.zero_stage,
+            "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len, **_order_meta(cfg), "step": 8, "files": {}}
+    with pytest.raises(PretrainError, match=words):
+        resume(_fake_run(tmp_path, meta, {}), [override])
+
+
+def test_a_step_saved_before_a_crash_is_made_latest_when_reached_again(tmp_path):
+    from pretrain import checkpoint
+
+    root = tmp_path / "checkpoints"
+    for step in (4, 8):  # the crash came after step-8 was renamed into place, before `latest` named it
+        (root / checkpoint.tag_of(step)).mkdir(parents=True)
+    (root / "latest").write_text(checkpoint.tag_of(4))
+    checkpoint.save(None, root, 8, {}, {}, is_main=True, keep=1)
+    assert checkpoint.latest_tag(root) == checkpoint.tag_of(8)
+    assert not (root / checkpoint.tag_of(4)).exists()  # pruning ran too
