@@ -5,8 +5,10 @@ the i-th job the original submitted (same payload, else `ReplayDivergence` says 
 and results come back in the original's waves (the groups the original coordinator recorded
 together), so every later decision sees exactly what the original saw. With the LLM replies read
 from the run's content-addressed store, the replay reaches the same journal; `compare_journals`
-checks that. Scope: a search that ran in one invocation; a killed and resumed search re-submitted
-its unfinished jobs at the resume, which this ordering does not model.
+checks that. A search that stopped on its time limit replays too: the evaluations it abandoned are
+submitted and never come back, and the replay ends where the original was waiting (`exhausted`).
+Scope: a search that ran in one invocation; a killed and resumed search re-submitted its unfinished
+jobs at the resume, which this ordering does not model.
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ class ReplayExecutor:
         with Journal(self.src / "journal.db") as j:
             evaluated = [n for n in j.nodes(("done", "failed")) if n.wave is not None]
             unwaved = len(j.nodes(("done", "failed"))) - len(evaluated)
+            # evaluations still running when the original stopped (its time ran out): submitted, never returned
+            abandoned = [n for n in j.nodes(("running",)) if n.started_at is not None]
+            # Each agent proposes exactly as often as it did: where the original's time ran out (between
+            # two proposals, or while waiting) the replay stops too, whatever its own clock says.
+            self.proposal_caps: dict[str, int] = {}
+            for n in j.nodes():
+                self.proposal_caps[n.agent_id] = self.proposal_caps.get(n.agent_id, 0) + 1
         if unwaved and not evaluated:
             raise ReplayDivergence(f"{self.src} was recorded before journals kept waves (the order results came "
                                    "back in), so it cannot be replayed; re-run it to get a replayable journal")
-        self.order = sorted(evaluated, key=lambda n: (n.started_at or 0.0, n.seq))  # submission order
-        self.waves = sorted({n.wave for n in self.order})
+        self.order = sorted(evaluated + abandoned, key=lambda n: (n.started_at or 0.0, n.seq))  # submission order
+        self.exhausted = False  # everything the original submitted was submitted and its waves handed back
+        self.waves = sorted({n.wave for n in self.order if n.wave is not None})
         self.submitted: dict[str, Node] = {}  # replay job id -> original node
         self.returned: set[str] = set()
 
@@ -55,6 +65,11 @@ class ReplayExecutor:
     def wait(self, poll_s: float = 0.0, stop_after_s: float | None = None) -> list[JobResult]:
         pending = [w for w in self.waves if any(n.wave == w and n.id not in self.returned for n in self.order)]
         if not pending:
+            if len(self.submitted) < len(self.order):
+                nxt = self.order[len(self.submitted)]
+                raise ReplayDivergence(f"the original went on to evaluate node {nxt.id} ({nxt.agent_id}, "
+                                       f"{nxt.operator}); the replay is waiting without having proposed it")
+            self.exhausted = True  # the original stopped here (time limit) with these evaluations running
             return []
         wave = [n for n in self.order if n.wave == pending[0]]
         by_orig = {n.id: jid for jid, n in self.submitted.items()}

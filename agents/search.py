@@ -119,6 +119,9 @@ class Search:
             return False
         if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
             return False
+        caps = getattr(self.executor, "proposal_caps", None)  # a replay: as many proposals as the original
+        if caps is not None and len(mine) >= caps.get(agent, 0):
+            return False
         if c.eval_seconds_per_agent is not None and sum(
                 n.metrics.get("eval_s", 0.0) for n in mine if n.status in ("done", "failed")) >= c.eval_seconds_per_agent:
             return False
@@ -165,6 +168,8 @@ class Search:
                     self._record(result)
                 if self._out_of_time():
                     break  # running evaluations are abandoned; their nodes are re-run on resume
+                if getattr(self.executor, "exhausted", False):
+                    break  # a replay that has handed back everything the original saw
         finally:
             self.executor.shutdown()
             self._pool.shutdown(wait=False, cancel_futures=True)

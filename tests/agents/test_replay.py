@@ -43,3 +43,15 @@ def test_compare_journals_names_the_first_difference(tmp_path):
         b.update(third.id, status="failed", error="changed")
         diffs = compare_journals(a, b)
         assert diffs and diffs[0].startswith("node #3")
+
+
+def test_a_search_stopped_by_its_time_limit_replays_too(tmp_path):
+    cfg = SearchConfig(policy="greedy", policy_args={"num_drafts": 2}, n_agents=2, n_workers=2, max_evals=None,
+                       time_limit_s=1.5, seed=1)
+    Search(tmp_path / "orig", NumberTask(sleep=0.3), cfg, executor=executor(tmp_path / "orig", 2)).run()
+    replay = Search(tmp_path / "replay", NumberTask(sleep=0.3), cfg, executor=ReplayExecutor(tmp_path / "orig"))
+    replay.run()
+    with Journal(tmp_path / "orig" / "journal.db") as a:
+        assert a.nodes("running"), "the time limit should have cut evaluations short"
+        assert len(a.nodes("done")) >= 2
+        assert compare_journals(a, replay.journal) == []
