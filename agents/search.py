@@ -111,9 +111,15 @@ class Search:
     def evaluations(self, agent: str | None = None) -> int:
         return sum(1 for n in self.journal.nodes(("done", "failed")) if agent is None or n.agent_id == agent)
 
-    def _agent_can_propose(self, agent: str) -> bool:
+    def _by_agent(self) -> dict[str, list[Node]]:
+        """Every agent's nodes in order, from one read of the journal."""
+        mine: dict[str, list[Node]] = {a: [] for a in self.agents}
+        for n in self.journal.nodes():
+            mine.setdefault(n.agent_id, []).append(n)
+        return mine
+
+    def _agent_can_propose(self, agent: str, mine: list[Node]) -> bool:
         c = self.cfg
-        mine = [n for n in self.journal.nodes() if n.agent_id == agent]
         if c.max_evals_per_agent is not None and sum(n.status in ("done", "failed") for n in mine) \
                 + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
             return False
@@ -135,11 +141,11 @@ class Search:
     def _out_of_time(self) -> bool:
         return self.cfg.time_limit_s is not None and self.elapsed() >= self.cfg.time_limit_s
 
-    def _budget_left(self) -> bool:
+    def _budget_left(self, evaluated: int) -> bool:
         c = self.cfg
         if self._out_of_time():
             return False
-        return c.max_evals is None or self.evaluations() + len(self.in_flight) < c.max_evals
+        return c.max_evals is None or evaluated + len(self.in_flight) < c.max_evals
 
     # ------------------------------------------------------------------ loop
 
@@ -191,12 +197,14 @@ class Search:
 
     def _idle_agents(self) -> list[str]:
         """Agents that may propose now, in order, no more than the evaluation budget has room for."""
-        if not self._budget_left():
+        by_agent = self._by_agent()
+        evaluated = sum(n.status in ("done", "failed") for nodes in by_agent.values() for n in nodes)
+        if not self._budget_left(evaluated):
             return []
         busy = set(self.in_flight.values())
-        idle = [a for a in self.agents if a not in busy and self._agent_can_propose(a)]
+        idle = [a for a in self.agents if a not in busy and self._agent_can_propose(a, by_agent[a])]
         if self.cfg.max_evals is not None:
-            idle = idle[: self.cfg.max_evals - self.evaluations() - len(self.in_flight)]
+            idle = idle[: self.cfg.max_evals - evaluated - len(self.in_flight)]
         return idle
 
     def _round(self, agents: list[str]) -> None:
@@ -205,13 +213,20 @@ class Search:
         Only the proposing runs in threads; choices, journal writes and submissions stay in this thread
         and in agent order, so the journal does not depend on which reply came back first.
         """
+        # Nothing is written until every agent has chosen, so one read of the journal serves the round.
+        by_agent = self._by_agent()
+        shared = {"evaluations": sum(n.status in ("done", "failed") for ns in by_agent.values() for n in ns),
+                  "max_evals": self.cfg.max_evals,
+                  "leaderboard": [visible(n) for n in self.journal.best(self.task.metric,
+                                                                        n=self.cfg.leaderboard_size)]}
         plans = []
         for agent in agents:
-            mine = [visible(n) for n in self.journal.nodes() if n.agent_id == agent]
+            mine = [visible(n) for n in by_agent[agent]]
             # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
             rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
             action = self.policies[agent].next(mine, rng)
-            action.context = self._context(agent, mine)
+            # What an operator may show an agent besides the parents: the shared leaderboard and budget.
+            action.context = {"agent": agent, "step": len(mine), **shared}
             plans.append((agent, action, rng))
         if len(plans) == 1:
             proposals = [self._propose(plans[0][1], plans[0][2])]
@@ -238,12 +253,6 @@ class Search:
             return
         self.journal.add(node)
         self._submit(node)
-
-    def _context(self, agent: str, mine: list[Node]) -> dict[str, Any]:
-        """What an operator may show an agent besides the parents: the shared leaderboard and budget."""
-        return {"agent": agent, "step": len(mine), "evaluations": self.evaluations(),
-                "max_evals": self.cfg.max_evals,
-                "leaderboard": [visible(n) for n in self.journal.best(self.task.metric, n=self.cfg.leaderboard_size)]}
 
     def _submit(self, node: Node) -> None:
         self.executor.submit(node.id, self.task.target, self.task.job_payload(node))
