@@ -30,24 +30,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.executor import LocalExecutor
 from agents.search import Search, SearchConfig
-from compose.space import SearchSpace
-from compose.task import ComposeTask, DataConfig, load_data
+from aira.config import load_config
+from compose.config import ComposeConfig
+from compose.run import build_task
+from compose.task import ComposeTask, load_data
 
 
 def smoke_task(config: Path) -> ComposeTask:
     """The space, proxy task and data of a compose config file, with one torch thread per evaluation."""
-    c = yaml.safe_load(config.read_text())
-    kind = c.get("kind", "text")
-    proxy = {**c.get("proxy", {}), "threads": 1}
-    mad = {**c.get("mad", {}), "threads": 1} if kind == "mad" else None
-    return ComposeTask(SearchSpace(**c["space"]), proxy, DataConfig(**c.get("data", {})), kind=kind, mad=mad)
+    cfg = load_config(ComposeConfig, config, ["proxy.threads=1", "llm.backend=none"]).check()
+    return build_task(cfg, Path(tempfile.gettempdir()))
 
 
 def timed_search(task: ComposeTask, workers: int, evals: int, seed: int, run_dir: Path,
