@@ -13,27 +13,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from models.errors import SpecError
-
-
-def load_spec(name_or_path: str):
-    """A preset name or a YAML/JSON spec file -> ArchSpec (models.presets when it is there)."""
-    try:
-        from models.presets import load_spec as presets_load_spec
-    except ImportError:
-        from models.spec import ArchSpec
-
-        if Path(name_or_path).exists() or Path(name_or_path).suffix in (".yaml", ".yml", ".json"):
-            return ArchSpec.load(name_or_path)
-        raise SpecError(f"unknown spec {name_or_path!r}: presets are not available in this install "
-                        "(models/presets.py); pass a YAML or JSON spec file") from None
-    return presets_load_spec(name_or_path)
-
-
-def _pattern_summary(pattern: list[str]) -> str:
-    counts = Counter(pattern)
-    return " ".join(f"{k}x{n}" for k, n in counts.most_common())
-
 
 def hidden_metric(metric: str) -> str:
     """The hidden-test twin of a validation metric: val_bpb -> test_bpb, mad_error -> test_mad_error."""
@@ -139,7 +118,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _proxy(args: argparse.Namespace) -> int:
     # Heavy imports (torch) only once the arguments are known to be fine.
     from compose.data import load_data
+    from compose.progress import pattern_summary
     from compose.proxy import ProxyConfig, train_proxy
+    from models.presets import load_spec
 
     spec = load_spec(args.spec)
     cfg = ProxyConfig(tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
@@ -151,7 +132,7 @@ def _proxy(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in build_lm(spec).parameters())
     sizes = data.sizes()
     print(f"spec {spec.name or args.spec} [{spec.hash()}]: {len(spec.pattern)} layers "
-          f"({_pattern_summary(spec.pattern)}), d_model {spec.d_model}, {n_params:,} params")
+          f"({pattern_summary(spec.pattern)}), d_model {spec.d_model}, {n_params:,} params")
     print(f"data {data.name} [{data.fingerprint()}]: train {sizes['train']:,} / val {sizes['val']:,} / "
           f"test {sizes['test']:,} bytes")
     print(f"training {cfg.steps()} steps x {cfg.batch_size} x {cfg.seq_len} = "
