@@ -40,8 +40,8 @@ class S4DConfig:
     d_state: int = field(default=64, metadata={
         "help": "state size N per channel (even: N/2 complex modes and their conjugates)"})
     init: Literal["lin", "inv"] = field(default="lin", metadata={
-        "help": "A init: lin (S4D-Lin, A_n = -1/2 + i pi n) or inv (S4D-Inv, A_n = -1/2 + i N/pi (N/(2n+1) - 1))"})
-    dt_min: float = field(default=0.001, metadata={"help": "smallest initial step size dt (log-uniform per channel)"})
+        "help": "A init: lin (S4D-Lin, A_n = -1/2 + i pi n) or inv (S4D-Inv, -1/2 + i N/pi (N/(2n+1) - 1))"})
+    dt_min: float = field(default=0.001, metadata={"help": "smallest initial step size dt (log-uniform)"})
     dt_max: float = field(default=0.1, metadata={"help": "largest initial step size dt"})
     glu: bool = field(default=True, metadata={
         "help": "output Linear H -> 2H + GLU (S4's LRA block); False: Linear H -> H"})
@@ -62,7 +62,7 @@ def init_A(channels: int, d_state: int, init: str) -> tuple[torch.Tensor, torch.
 
 
 def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """y_t = sum_{s<=t} k_{t-s} u_s for u (batch, H, L) and k (H, L), by FFTs of length 2L (no wrap-around)."""
+    """y_t = sum_{s<=t} k_{t-s} u_s for u (batch, H, L) and k (H, L), by FFTs of length 2L (no wrap)."""
     L = u.shape[-1]
     y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(k, n=2 * L), n=2 * L)
     return y[..., :L]
@@ -104,49 +104,57 @@ class S4D(Primitive):
 
     # ------------------------------------------------------------------ SSM pieces (fp32 / complex64)
 
-    def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dt A, A_bar, B_bar, C) as complex (H, N/2) tensors: ZOH with B = 1."""
-        A = torch.complex(-torch.exp(self.log_A_real.float()), self.A_imag.float())
-        dtA = A * torch.exp(self.log_dt.float()).unsqueeze(-1)
+    def discretized(self, dtype: torch.dtype = torch.float32
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dt A, A_bar, B_bar, C) as complex (H, N/2) tensors of real precision `dtype`: ZOH with B = 1."""
+        A = torch.complex(-torch.exp(self.log_A_real.to(dtype)), self.A_imag.to(dtype))
+        dtA = A * torch.exp(self.log_dt.to(dtype)).unsqueeze(-1)
         A_bar = torch.exp(dtA)
-        return dtA, A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.float().contiguous())
+        return dtA, A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.to(dtype).contiguous())
 
-    def kernel(self, L: int) -> torch.Tensor:
-        """The causal convolution kernel K (H, L), real fp32: K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)."""
-        dtA, _, B_bar, C = self.discretized()
-        powers = torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=dtA.device))  # A_bar^l, (H, N/2, L)
+    def kernel(self, L: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The causal convolution kernel K (H, L), real: K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)."""
+        dtA, _, B_bar, C = self.discretized(dtype)
+        steps = torch.arange(L, device=dtA.device, dtype=dtype)
+        powers = torch.exp(dtA.unsqueeze(-1) * steps)  # A_bar^l, (H, N/2, L)
         # Elementwise product + sum, not einsum: see flops_per_token for why this stays out of the count.
         return 2 * ((C * B_bar).unsqueeze(-1) * powers).sum(1).real
 
     def _ssm(self, u: torch.Tensor, state: dict | None, mask: torch.Tensor | None) -> torch.Tensor:
-        """SSM output without the D skip, u (batch, H, L) fp32 with padded steps already zeroed."""
+        """SSM output without the D skip, u (batch, H, L) fp32 or fp64 with padded steps already zeroed."""
         b, H, L = u.shape
+        ctype = torch.complex128 if u.dtype == torch.float64 else torch.complex64
         prev = None if state is None else state.get("ssm")
         if state is None or (prev is None and L > 1):
-            y = fft_causal_conv(u, self.kernel(L))
+            y = fft_causal_conv(u, self.kernel(L, u.dtype))
             if state is not None:
-                state["ssm"] = torch.view_as_real(self._carry(u, u.new_zeros(b, H, 1, dtype=torch.cfloat), mask))
+                zeros = u.new_zeros(b, H, 1, dtype=ctype)
+                state["ssm"] = torch.view_as_real(self._carry(u, zeros, mask).detach())
             return y
-        dtA, A_bar, B_bar, C = self.discretized()
-        s0 = u.new_zeros(b, H, A_bar.shape[1], dtype=torch.cfloat) if prev is None else torch.view_as_complex(prev)
+        dtA, A_bar, B_bar, C = self.discretized(u.dtype)
+        s0 = u.new_zeros(b, H, A_bar.shape[1], dtype=ctype) if prev is None else torch.view_as_complex(prev)
         if L == 1:  # the recurrent step of decoding
-            s = A_bar * s0 + B_bar * u.to(torch.cfloat)
+            s = A_bar * s0 + B_bar * u.to(ctype)
             if mask is not None:  # a padded step leaves the state as it was
                 s = torch.where(mask.view(b, 1, 1), s, s0)
-            state["ssm"] = torch.view_as_real(s)
+            state["ssm"] = torch.view_as_real(s.detach())
             return 2 * (C * s).sum(-1, keepdim=True).real
         # A piece after earlier tokens: the convolution of this piece plus the decayed state carried in,
         # 2 Re(sum_n C_n A_bar_n^{r_t} s0_n), r_t = real tokens of this piece up to and including t.
-        r = self._real_counts(mask, b, L, u.device)
+        r = self._real_counts(mask, u)
         decay = torch.exp(dtA[None, :, :, None] * r[:, None, None, :])  # (b, H, N/2, L)
-        y = fft_causal_conv(u, self.kernel(L)) + 2 * (C[None, :, :, None] * decay * s0.unsqueeze(-1)).sum(2).real
-        state["ssm"] = torch.view_as_real(self._carry(u, s0, mask))
+        carried_in = 2 * (C[None, :, :, None] * decay * s0.unsqueeze(-1)).sum(2).real
+        y = fft_causal_conv(u, self.kernel(L, u.dtype)) + carried_in
+        state["ssm"] = torch.view_as_real(self._carry(u, s0, mask).detach())
         return y
 
-    def _real_counts(self, mask: torch.Tensor | None, b: int, L: int, device: torch.device) -> torch.Tensor:
+    @staticmethod
+    def _real_counts(mask: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
+        """(batch, L): real tokens of the piece up to and including each position (t + 1 without a mask)."""
+        b, _, L = u.shape
         if mask is None:
-            return torch.arange(1, L + 1, device=device, dtype=torch.float32).expand(b, L)
-        return mask.float().cumsum(1)
+            return torch.arange(1, L + 1, device=u.device, dtype=u.dtype).expand(b, L)
+        return mask.to(u.dtype).cumsum(1)
 
     def _carry(self, u: torch.Tensor, s0: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """State after this piece: A_bar^R s0 + sum_t A_bar^(R - r_t) B_bar u_t (R real tokens in the piece).
@@ -154,25 +162,25 @@ class S4D(Primitive):
         Counting real tokens instead of positions skips padded steps wherever they are, so a right-padded
         prefill leaves the state its last real token made. Complex (b, H, N/2).
         """
-        b, _, L = u.shape
-        dtA, _, B_bar, _ = self.discretized()
-        r = self._real_counts(mask, b, L, u.device)
+        dtA, _, B_bar, _ = self.discretized(u.dtype)
+        r = self._real_counts(mask, u)
         R = r[:, -1:]
         to_end = torch.exp(dtA[None, :, :, None] * (R - r)[:, None, None, :])  # (b, H, N/2, L)
         carried = torch.exp(dtA[None] * R[:, :, None]) * s0
-        return carried + B_bar[None] * (to_end * u.unsqueeze(2).to(torch.cfloat)).sum(-1)
+        return carried + B_bar[None] * (to_end * u.unsqueeze(2)).sum(-1)
 
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: torch.Tensor, state: dict | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            u = x.float().transpose(1, 2)  # (batch, H, L)
+            # fp32 whatever the model dtype (fp64 kept, for exact comparisons in tests)
+            u = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32).transpose(1, 2)
             if mask is not None:
                 # A padded input becomes a zero: with a causal kernel, zeros before a row's real tokens
                 # (left padding) add nothing, and positions after them (right padding) are never read.
                 u = u * mask.unsqueeze(1).to(u.dtype)
-            y = self._ssm(u, state, mask) + u * self.D.float().unsqueeze(-1)
+            y = self._ssm(u, state, mask) + u * self.D.to(u.dtype).unsqueeze(-1)
             y = F.gelu(y).transpose(1, 2)
         y = self.out_proj(y.to(x.dtype))
         return F.glu(y, dim=-1) if self.cfg.glu else y
@@ -183,7 +191,7 @@ class S4D(Primitive):
     def check(cls, d_model: int, cfg: S4DConfig) -> list[tuple[str, str]]:
         problems = []
         if not isinstance(cfg.d_state, int) or cfg.d_state < 2 or cfg.d_state % 2:
-            msg = f"must be a positive even integer (N/2 complex modes and their conjugates), got {cfg.d_state!r}"
+            msg = f"must be a positive even integer (N/2 complex modes + conjugates), got {cfg.d_state!r}"
             problems.append(("d_state", msg))
         if cfg.init not in INITS:
             problems.append(("init", f"{cfg.init!r} is not one of {', '.join(INITS)}"))
@@ -193,7 +201,7 @@ class S4D(Primitive):
 
     @classmethod
     def param_count(cls, d_model: int, cfg: S4DConfig) -> int:
-        """Per channel: log_dt, D, and per complex mode log(-Re A), Im A, C (2): 2H + 2HN; plus the output linear."""
+        """2H + 2HN (per channel log_dt, D; per complex mode log(-Re A), Im A, C) plus the output linear."""
         H, out = d_model, (2 if cfg.glu else 1) * d_model
         return 2 * H + 2 * H * cfg.d_state + H * out + (out if cfg.bias else 0)
 
