@@ -1,6 +1,6 @@
 """`aira eval lm`: argument parsing only; the work is in eval/lm/run.py and compare.py.
 
-    aira eval lm CHECKPOINT [--tasks a,b] [--num-fewshot 0] [--out DIR] ...   score one model
+    aira eval lm CHECKPOINT [--suite composer|small-8 | --tasks a,b] [--num-fewshot 0] [--out DIR] ...
     aira eval lm compare RESULTS.json... [--baseline NAME] [--out FILE]       table across models
 """
 
@@ -11,15 +11,18 @@ import sys
 from pathlib import Path
 
 from eval.lm.errors import LMEvalError
-from eval.lm.tasks import DEFAULT_NUM_FEWSHOT, DEFAULT_TASKS
+from eval.lm.tasks import DEFAULT_SUITE, SUITES
 
 
 def score_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aira eval lm", description="Score a model on lm-eval tasks; writes "
                                 "OUT/results.json and OUT/results.md. `aira eval lm compare -h` for tables.")
     p.add_argument("model", help="export dir, pretrain RUN_DIR, HF folder, or a preset / spec file (random init)")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated (default: %(default)s)")
-    p.add_argument("--num-fewshot", type=int, default=DEFAULT_NUM_FEWSHOT)
+    suites = "; ".join(f"{name}: {', '.join(s.tasks)} ({s.about})" for name, s in SUITES.items())
+    p.add_argument("--suite", choices=list(SUITES), default=DEFAULT_SUITE,
+                   help=f"named task list (default: %(default)s). {suites}")
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks; replaces --suite")
+    p.add_argument("--num-fewshot", type=int, help="examples in each prompt (default: the suite's, 0)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
@@ -48,12 +51,13 @@ def compare_parser() -> argparse.ArgumentParser:
 
 def _score(argv: list[str]) -> int:
     from eval.lm.run import LMEvalConfig, evaluate, save
-    from eval.lm.tasks import parse_tasks
+    from eval.lm.tasks import get_suite, parse_tasks
 
     a = score_parser().parse_args(argv)
     if a.only_local_tasks and not a.include_path:
         raise LMEvalError("--only-local-tasks needs --include-path DIR with the task YAMLs")
-    cfg = LMEvalConfig(model=a.model, tasks=parse_tasks(a.tasks), num_fewshot=a.num_fewshot,
+    shots = get_suite(a.suite).num_fewshot if a.num_fewshot is None else a.num_fewshot
+    cfg = LMEvalConfig(model=a.model, tasks=parse_tasks(a.tasks, a.suite), num_fewshot=shots,
                        batch_size=a.batch_size, device=a.device, dtype=a.dtype, max_length=a.max_length,
                        tokenizer=a.tokenizer, tag=a.tag, limit=a.limit, include_path=a.include_path,
                        include_defaults=not a.only_local_tasks, name=a.name, log_samples=a.log_samples, seed=a.seed)

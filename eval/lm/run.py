@@ -66,9 +66,7 @@ def evaluate(cfg: LMEvalConfig, loaded: Any = None) -> dict[str, Any]:
                                   torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed,
                                   bootstrap_iters=cfg.bootstrap_iters)
     except (ConnectionError, FileNotFoundError) as e:  # what `datasets` raises for data it cannot reach
-        raise LMEvalError(f"lm-eval could not load a task's data ({type(e).__name__}: {e}). The standard tasks "
-                          "download from the Hugging Face hub on first use: run once with network access, or "
-                          "point HF_DATASETS_CACHE at a filled cache; local tasks need their data_files") from None
+        raise LMEvalError(_data_error(e, cfg.tasks, manager)) from None
     if results is None:  # only on non-zero ranks, which we never start
         raise LMEvalError("lm-eval returned no results")
     primary = {}
@@ -83,6 +81,21 @@ def evaluate(cfg: LMEvalConfig, loaded: Any = None) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - t0, 2),
     }
     return results
+
+
+def _data_error(e: Exception, tasks: list[str], manager: Any) -> str:
+    """Which task's dataset could not be loaded, and the two ways to score it without the hub."""
+    paths = {t: (manager.task_index[t].cfg or {}).get("dataset_path") for t in tasks if t in manager.task_index}
+    failed = [t for t, path in paths.items() if path and str(path) in str(e)] or list(tasks)
+    named = ", ".join(f"{t} (dataset {paths.get(t)})" for t in failed)
+    task = failed[0]
+    return (f"lm-eval could not load a task's data: {named}: {type(e).__name__}: {e}\n"
+            "The standard tasks download their data from the Hugging Face hub on first use. Without network: "
+            "(1) point HF_DATASETS_CACHE (or HF_HOME) at a datasets cache filled where the hub is reachable, or "
+            "(2) score local copies with the same task definitions: put the rows (the hub dataset's fields) in "
+            f"JSON lines files, write DIR/{task}.yaml = eval.lm.tasks.local_task_yaml({task!r}, "
+            "{SPLIT: FILE}), and pass --include-path DIR --only-local-tasks (docs/eval.md, \"Offline\"). "
+            "A local task needs its data_files to exist.")
 
 
 def _mean(values: list[float]) -> float | None:
