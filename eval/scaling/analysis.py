@@ -5,6 +5,9 @@ its points have token counts over several N and D, the Chinchilla form (chinchil
 fit uses each run's final validation point by default (Hoffmann et al. fit final losses: an intermediate
 point of a cosine schedule sits above what a run trained for exactly that many tokens reaches);
 `chinchilla_points="all"` uses every validation point.
+
+When the bootstrap cannot give honest intervals for a fit (bootstrap.draws: too few distinct points),
+the fit keeps its point estimate, no replicates, and a note saying why; the report prints the note.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from eval.scaling import chinchilla as ch
 from eval.scaling import powerlaw as pl
 from eval.scaling.bootstrap import Estimate, draws, estimate
-from eval.scaling.errors import ScalingError
+from eval.scaling.errors import IntervalsUnavailable, ScalingError
 from eval.scaling.optimize import best_starts, fit_resamples
 from eval.scaling.points import Point, by_arch
 
@@ -43,7 +46,15 @@ class ArchFit:
     chinchilla_boot: list[ch.Chinchilla] = field(default_factory=list)
     chinchilla_points: list[Point] = field(default_factory=list)
     chinchilla_note: str = ""  # why there is no Chinchilla fit
+    power_intervals_note: str = ""  # why the frontier law has no intervals (empty: it has them, or n_boot = 0)
+    chinchilla_intervals_note: str = ""  # the same for the Chinchilla fit
     level: float = 0.95
+
+    def interval_notes(self) -> list[str]:
+        """'<law>: intervals unavailable: <reason>' for each fitted law without intervals."""
+        notes = [("compute-frontier law", self.power_intervals_note),
+                 ("Chinchilla fit", self.chinchilla_intervals_note if self.chinchilla is not None else "")]
+        return [f"{law}: intervals unavailable: {why}" for law, why in notes if why]
 
     @property
     def runs(self) -> int:
@@ -77,8 +88,9 @@ def final_points(points: list[Point]) -> list[Point]:
 BOOT_GRID_STARTS = 2  # grid points (best on the full data) each bootstrap replicate also starts from
 
 
-def fit_power(arch: str, points: list[Point], cfg: FitConfig, seed: list[int]) -> tuple[np.ndarray, pl.PowerLaw,
-                                                                                       list[pl.PowerLaw]]:
+def fit_power(arch: str, points: list[Point], cfg: FitConfig,
+              seed: list[int]) -> tuple[np.ndarray, pl.PowerLaw, list[pl.PowerLaw], str]:
+    """Frontier indices, the law through the frontier, its bootstrap replicates and why there are none."""
     c = np.array([p.compute for p in points])
     loss = np.array([p.loss for p in points])
     pl.check_points(c, loss, 0, f"{arch}")  # positivity before the frontier takes logs
@@ -88,15 +100,20 @@ def fit_power(arch: str, points: list[Point], cfg: FitConfig, seed: list[int]) -
     fc, fl = c[front], loss[front]
     law = pl.fit_power_law(fc, fl, cfg.delta, what=what)
     if cfg.n_boot == 0:
-        return front, law, []
+        return front, law, [], ""
+    try:
+        idx = draws(fc, pl.N_PARAMS, cfg.n_boot, seed)
+    except IntervalsUnavailable as e:
+        return front, law, [], str(e)
     c_ref = pl.reference_compute(fc)
     phi = pl.features(fc, c_ref)
     starts = np.concatenate([[pl.to_theta(law, c_ref)], best_starts(phi, fl, pl.grid(fl), BOOT_GRID_STARTS)])
-    idx = draws(len(fc), lambda i: np.unique(fc[i]).size >= pl.N_PARAMS, cfg.n_boot, seed)
-    return front, law, [pl.from_theta(t, c_ref) for t in fit_resamples(phi, fl, idx, starts, cfg.delta)]
+    return front, law, [pl.from_theta(t, c_ref) for t in fit_resamples(phi, fl, idx, starts, cfg.delta)], ""
 
 
-def fit_chinchilla(arch: str, points: list[Point], cfg: FitConfig, seed: list[int]):
+def fit_chinchilla(arch: str, points: list[Point], cfg: FitConfig,
+                   seed: list[int]) -> tuple[list[Point], ch.Chinchilla, list[ch.Chinchilla], str]:
+    """The points used, the Chinchilla fit, its bootstrap replicates and why there are none."""
     chosen = final_points(points) if cfg.chinchilla_points == "final" else points
     if any(math.isnan(p.tokens) for p in chosen):
         raise ScalingError("points without token counts (compose ladders, CSV rows with an empty D)")
@@ -108,16 +125,18 @@ def fit_chinchilla(arch: str, points: list[Point], cfg: FitConfig, seed: list[in
         hint = " (or use every validation point: --chinchilla-points all)" if cfg.chinchilla_points == "final" else ""
         raise ScalingError(f"{e}{hint}") from None
     if cfg.n_boot == 0:
-        return chosen, law, []
+        return chosen, law, [], ""
 
-    def usable(i: np.ndarray) -> bool:
-        return (len(set(zip(n[i], d[i]))) >= ch.N_PARAMS and np.unique(n[i]).size >= 2
-                and np.unique(d[i]).size >= 2)
+    def usable(i: np.ndarray) -> bool:  # draws already ensures N_PARAMS + 1 distinct (N, D) pairs
+        return np.unique(n[i]).size >= 2 and np.unique(d[i]).size >= 2
 
+    try:
+        idx = draws(np.stack([n, d], 1), ch.N_PARAMS, cfg.n_boot, seed, usable)
+    except IntervalsUnavailable as e:
+        return chosen, law, [], str(e)
     phi = ch.features(n, d)
     starts = np.concatenate([[ch.to_theta(law)], best_starts(phi, loss, ch.grid(), BOOT_GRID_STARTS)])
-    idx = draws(len(chosen), usable, cfg.n_boot, seed)
-    return chosen, law, [ch.from_theta(t) for t in fit_resamples(phi, loss, idx, starts, cfg.delta)]
+    return chosen, law, [ch.from_theta(t) for t in fit_resamples(phi, loss, idx, starts, cfg.delta)], ""
 
 
 def analyze(points: list[Point], cfg: FitConfig | None = None) -> dict[str, ArchFit]:
@@ -129,11 +148,11 @@ def analyze(points: list[Point], cfg: FitConfig | None = None) -> dict[str, Arch
         raise ScalingError("no points to fit; pass run directories or --csv files")
     fits = {}
     for k, (arch, pts) in enumerate(by_arch(points).items()):
-        front, law, boot = fit_power(arch, pts, cfg, [cfg.seed, k, 0])
-        fit = ArchFit(arch, pts, front, law, boot, level=cfg.level)
+        front, law, boot, why = fit_power(arch, pts, cfg, [cfg.seed, k, 0])
+        fit = ArchFit(arch, pts, front, law, boot, power_intervals_note=why, level=cfg.level)
         try:
-            fit.chinchilla_points, fit.chinchilla, fit.chinchilla_boot = fit_chinchilla(arch, pts, cfg,
-                                                                                       [cfg.seed, k, 1])
+            (fit.chinchilla_points, fit.chinchilla, fit.chinchilla_boot,
+             fit.chinchilla_intervals_note) = fit_chinchilla(arch, pts, cfg, [cfg.seed, k, 1])
         except ScalingError as e:
             fit.chinchilla_note = str(e)
         fits[arch] = fit

@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aira eval scaling: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({len(points)} points, {len(fits)} architectures); figures and fits.json beside it")
+    for arch, f in fits.items():  # point fits without intervals are not an error, but must not go unnoticed
+        for note in f.interval_notes():
+            print(f"{arch}: {note}")
     return 0
 
 

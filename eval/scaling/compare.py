@@ -9,7 +9,8 @@ Definitions (printed verbatim in the report, DEFINITIONS):
     b_X <= 0) X never reaches that loss: the multiplier is infinite and is reported as unreachable.
   - predicted loss at target compute C_t: L_X(C_t), L_base(C_t) and their difference L_X - L_base.
 Every quantity gets a percentile interval from pairing bootstrap replicate i of X with replicate i of the
-baseline (independent resamples of independent data).
+baseline (independent resamples of independent data); when either law has no replicates (too few
+distinct frontier points, bootstrap.py) the comparison has point values and says why it has no intervals.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Comparison:
     loss: Estimate  # L_X(C_t)
     baseline_loss: Estimate  # L_base(C_t)
     difference: Estimate  # L_X(C_t) - L_base(C_t)
+    intervals_note: str = ""  # why there are no intervals (empty: there are, or the bootstrap was off)
 
     @property
     def reachable(self) -> bool:
@@ -72,6 +74,9 @@ def compare(x: ArchFit, base: ArchFit, budget: float, target: float) -> Comparis
         return estimate(f(x.power, base.power), [f(bx, bb) for bx, bb in pairs], level)
 
     mult = est(lambda a, b: compute_multiplier(a, b, budget))
+    missing = [f.arch for f in (x, base) if f.power_intervals_note]
+    note = (f"intervals unavailable: the compute-frontier law of {' and '.join(missing)} has none "
+            "(too few distinct frontier points for the bootstrap)") if missing else ""
     boot_mult = np.array([compute_multiplier(bx, bb, budget) for bx, bb in pairs])
     return Comparison(
         arch=x.arch, baseline=base.arch,
@@ -85,4 +90,5 @@ def compare(x: ArchFit, base: ArchFit, budget: float, target: float) -> Comparis
         loss=est(lambda a, b: float(a.predict(target))),
         baseline_loss=est(lambda a, b: float(b.predict(target))),
         difference=est(lambda a, b: float(a.predict(target) - b.predict(target))),
+        intervals_note=note,
     )

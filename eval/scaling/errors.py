@@ -1,7 +1,11 @@
-"""The one error of eval/scaling: input a fit cannot use, with a message saying what to change."""
+"""Errors of eval/scaling: input a fit cannot use, with a message saying what to change."""
 
 from __future__ import annotations
 
 
 class ScalingError(ValueError):
     """Degenerate or malformed scaling data (too few points, non-positive loss, one compute value, ...)."""
+
+
+class IntervalsUnavailable(ScalingError):
+    """The point fit stands but the bootstrap cannot give honest intervals (too few distinct points)."""

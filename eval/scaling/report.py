@@ -105,7 +105,9 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
         "linear-mixer terms, not the dense-Transformer approximation 6·N·D. CSV and ladder points carry "
         "their own C."),
         f"- Intervals: {lvl} bootstrap percentile intervals, {fc.n_boot} replicates (points resampled with "
-        f"replacement, refitted), seed {fc.seed}." if fc.n_boot else "- Intervals: none (--bootstrap 0).",
+        f"replacement, refitted), seed {fc.seed}; a replicate needs at least one distinct point more than the "
+        "law has parameters, and a fit whose points rarely allow that has none (said below)."
+        if fc.n_boot else "- Intervals: none (--bootstrap 0).",
         f"- Fits: Huber loss (delta {fc.delta:g}) on log residuals, L-BFGS from a grid of starts.",
         "", "## Data", "",
         "| architecture | runs | points | frontier points | compute (FLOPs) | N | loss |",
@@ -124,6 +126,9 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
         e = f.power_estimates()
         md.append(f"| {arch} | {show(e['E'])} | {show(e['a'])} | {show(e['b'])} | {show(f.predict(budget))} | "
                   f"{show(f.predict(target))} |")
+    no_intervals = [f"- {arch}: intervals unavailable: {f.power_intervals_note}" for arch, f in fits.items()
+                    if f.power_intervals_note]
+    md += ["", *no_intervals] if no_intervals else []
 
     md += ["", "## Chinchilla fits: L(N, D) = E + A/N^alpha + B/D^beta", "",
            f"Fitted to {CHINCHILLA_POINTS[fc.chinchilla_points]} (Hoffmann et al. approach 3; the published fit is E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28).",
@@ -138,6 +143,8 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
         e = f.chinchilla_estimates()
         md.append(f"| {arch} | {len(f.chinchilla_points)} | " + " | ".join(show(e[k]) for k in
                                                                            ("E", "A", "B", "alpha", "beta")) + " |")
+        if f.chinchilla_intervals_note:
+            notes.append(f"- {arch}: intervals unavailable: {f.chinchilla_intervals_note}")
     md += [""] + notes
 
     md += ["", f"## Comparison with the baseline {rc.baseline}", "", "Definitions:", ""]
@@ -154,6 +161,7 @@ def write_report(fits: dict[str, ArchFit], rc: ReportConfig, fc: FitConfig, out:
             md.append(f"| {c.arch} | {show(c.slope_ratio, pct)} | {mult} | {saved} | {show(c.loss)} | "
                       f"{show(c.baseline_loss)} | {show(c.difference)} |")
         md += ["", *[comparison_sentence(c) for c in comparisons]]
+        md += [f"- {c.arch}: {c.intervals_note}" for c in comparisons if c.intervals_note]
     else:
         md.append("Only the baseline was read: nothing to compare.")
 
@@ -182,11 +190,14 @@ def _as_json(fits: dict[str, ArchFit], comparisons: list[Comparison], budget: fl
         "fits": {arch: {"points": len(f.points), "runs": f.runs, "frontier": len(f.frontier),
                         "power": {k: _est(v) for k, v in f.power_estimates().items()},
                         "chinchilla": {k: _est(v) for k, v in f.chinchilla_estimates().items()} or None,
-                        "chinchilla_note": f.chinchilla_note or None}
+                        "chinchilla_note": f.chinchilla_note or None,
+                        "power_intervals_unavailable": f.power_intervals_note or None,
+                        "chinchilla_intervals_unavailable": f.chinchilla_intervals_note or None}
                  for arch, f in fits.items()},
         "comparisons": {c.arch: {"slope_ratio": _est(c.slope_ratio), "multiplier": _est(c.multiplier),
                                  "saved": _est(c.saved), "unreachable_fraction": c.unreachable,
                                  "loss_at_target": _est(c.loss), "baseline_loss_at_target": _est(c.baseline_loss),
-                                 "difference_at_target": _est(c.difference)}
+                                 "difference_at_target": _est(c.difference),
+                                 "intervals_unavailable": c.intervals_note or None}
                         for c in comparisons},
     }

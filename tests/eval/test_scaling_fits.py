@@ -13,8 +13,8 @@ from eval.scaling import chinchilla as ch
 from eval.scaling import optimize
 from eval.scaling import powerlaw as pl
 from eval.scaling.analysis import FitConfig, analyze
-from eval.scaling.bootstrap import draws, estimate, interval
-from eval.scaling.errors import ScalingError
+from eval.scaling.bootstrap import MIN_USABLE_SHARE, distinct_ids, draws, estimate, interval
+from eval.scaling.errors import IntervalsUnavailable, ScalingError
 from eval.scaling.points import Point
 
 PUBLISHED = ch.Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, approach 3
@@ -174,8 +174,65 @@ def test_interval_is_unbounded_when_replicates_are_infinite_and_draws_are_seeded
     lo, hi = interval([1.0, 2.0, 3.0, math.inf] * 10, level=0.9)
     assert lo == 1.0 and hi == math.inf
     assert estimate(2.0, []).lo != estimate(2.0, []).lo  # NaN: no replicates, no interval
-    a = draws(10, lambda i: True, 5, seed=[0, 1])
-    assert a.shape == (5, 10) and (a == draws(10, lambda i: True, 5, seed=[0, 1])).all()
+    keys = np.arange(10.0)
+    a = draws(keys, 3, 5, seed=[0, 1])
+    assert a.shape == (5, 10) and (a == draws(keys, 3, 5, seed=[0, 1])).all()
+    assert not (a == draws(keys, 3, 5, seed=[0, 2])).all()
+
+
+# ---------------------------------------------------------------- bootstrap minimum points
+
+
+def test_draws_never_use_a_replicate_with_n_params_or_fewer_distinct_points():
+    # 7 distinct compute values among 9 points, a law of 3 parameters: a replicate needs 4 distinct points.
+    # Plain resampling gives fewer in a sizeable share of draws, so the filter is exercised.
+    keys = np.array([1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    ids = distinct_ids(keys)
+    raw = np.random.default_rng(0).integers(0, len(keys), size=(2000, len(keys)))
+    short = np.mean([np.unique(ids[r]).size <= 3 for r in raw])
+    assert 0.005 < short < MIN_USABLE_SHARE
+    idx = draws(keys, 3, 400, seed=[0, 0])
+    assert idx.shape == (400, 9)
+    assert min(np.unique(ids[r]).size for r in idx) >= 4
+    # (N, D) pairs as keys, and the law's own check is applied on top
+    nd = np.stack([np.r_[np.ones(6), 2 * np.ones(6)], np.arange(12.0)], 1)
+    both = draws(nd, 5, 100, seed=1, usable=lambda i: bool((nd[i, 0] == 1).any() and (nd[i, 0] == 2).any()))
+    assert all(np.unique(distinct_ids(nd)[r]).size >= 6 and set(nd[r, 0]) == {1.0, 2.0} for r in both)
+
+
+def test_draws_refuse_when_usable_resamples_are_not_the_norm():
+    # exactly n_params + 1 distinct points: every usable replicate would be a permutation of the data
+    with pytest.raises(IntervalsUnavailable, match="4 distinct points for a law of 3 parameters"):
+        draws(np.arange(4.0), 3, 50, seed=0)
+    # n_params + 2 = 5 distinct points: only about 42% of resamples keep 4 of them (1320 of the 5^5 index
+    # tuples), below MIN_USABLE_SHARE; 200 replicates allow 400 draws, of which ~169 +- 10 are usable
+    with pytest.raises(IntervalsUnavailable, match=r"only \d+ of 400 bootstrap resamples of the 5 points"):
+        draws(np.arange(5.0), 3, 200, seed=0)
+    # one more distinct point and about 75% are usable: intervals are given
+    assert draws(np.arange(6.0), 3, 200, seed=0).shape == (200, 6)
+
+
+def test_frontier_of_n_params_plus_one_points_gets_a_point_fit_and_no_intervals():
+    c = np.geomspace(1e18, 1e21, 4)  # one point per decade-and-a-bit: all four on the frontier
+    true = pl.PowerLaw(E=2.0, log_a=math.log(300.0), b=0.15)
+    points = [Point("x", f"r{i}", float(ci), 1.0, 1.0, float(li)) for i, (ci, li) in enumerate(zip(c, true.predict(c)))]
+    fit = analyze(points, FitConfig(n_boot=50))["x"]
+    assert len(fit.frontier) == 4 and fit.power_boot == []
+    assert fit.power.b == pytest.approx(0.15, rel=1e-3)  # four exact points still pin the three parameters
+    assert all(math.isnan(e.lo) and math.isnan(e.hi) for e in fit.power_estimates().values())
+    assert fit.interval_notes() == [f"compute-frontier law: intervals unavailable: {fit.power_intervals_note}"]
+    assert "4 distinct points for a law of 3 parameters" in fit.power_intervals_note
+
+
+def test_chinchilla_of_n_params_plus_one_runs_gets_a_point_fit_and_no_intervals():
+    n, d = chinchilla_grid()
+    pick = [0, 9, 18, 27, 36, 45]  # 6 runs on the grid's diagonal (the law has 5 parameters): 6 N, 6 D
+    loss = PUBLISHED.predict(n, d)
+    points = [Point("chin", f"run{i}", 6 * n[i] * d[i], n[i], d[i], loss[i]) for i in pick]
+    fit = analyze(points, FitConfig(n_boot=20))["chin"]
+    assert fit.chinchilla is not None and fit.chinchilla_boot == []
+    assert "6 distinct points for a law of 5 parameters" in fit.chinchilla_intervals_note
+    assert all(math.isnan(e.lo) for e in fit.chinchilla_estimates().values())
 
 
 # ---------------------------------------------------------------- degenerate input

@@ -199,3 +199,32 @@ def test_cli_rejects_an_unknown_baseline_and_empty_input(tmp_path, capsys):
     assert "nothing to read" in capsys.readouterr().err
     assert main(["--csv", str(path), "--baseline", "a", "--out", str(tmp_path / "o"), "--bootstrap", "0"]) == 0
     assert "Only the baseline was read" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_cli_reports_a_point_fit_without_intervals_when_the_frontier_is_too_small(tmp_path, capsys):
+    # "small" has 4 frontier points (n_params + 1 for L(C) = E + a C^-b), "big" 12: the report still
+    # comes out, with small's point fit, and says in report.md, fits.json and on stdout why small has no
+    # intervals; the comparison with it has none either.
+    path = tmp_path / "p.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "N", "D", "C", "loss"])
+        for arch, cs, b in (("small", np.geomspace(1e18, 1e21, 4), 0.12), ("big", np.geomspace(1e18, 1e21, 12), 0.1)):
+            for c in cs:
+                w.writerow([arch, 1e9, 1e10, c, 2 + 50 * c ** -b * (1 + 0.002 * math.sin(c))])
+    out = tmp_path / "o"
+    assert main(["--csv", str(path), "--baseline", "big", "--out", str(out), "--bootstrap", "40"]) == 0
+    stdout = capsys.readouterr().out
+    why = "4 distinct points for a law of 3 parameters"
+    assert f"small: compute-frontier law: intervals unavailable: {why}" in stdout
+    assert "big:" not in stdout
+    text = (out / "report.md").read_text()
+    assert f"- small: intervals unavailable: {why}" in text
+    assert "- small: intervals unavailable: the compute-frontier law of small has none" in text
+    fits = json.loads((out / "fits.json").read_text())
+    small, big = fits["fits"]["small"], fits["fits"]["big"]
+    assert why in small["power_intervals_unavailable"] and big["power_intervals_unavailable"] is None
+    assert small["power"]["b"]["value"] == pytest.approx(0.12, rel=0.05) and small["power"]["b"]["lo"] is None
+    assert big["power"]["b"]["lo"] < big["power"]["b"]["value"] < big["power"]["b"]["hi"]
+    cmp = fits["comparisons"]["small"]
+    assert cmp["slope_ratio"]["lo"] is None and "small" in cmp["intervals_unavailable"]
