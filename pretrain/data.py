@@ -38,9 +38,9 @@ def _unit(key: str) -> float:
 # ---------------------------------------------------------------------------------------------- documents
 
 
-def stdlib_documents() -> Iterator[tuple[str, str]]:
-    """(relative path, text) of this Python's stdlib *.py files, without test dirs, in a hashed order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+def stdlib_files() -> list[str]:
+    """This Python's stdlib *.py files (relative paths), without test dirs, in a hashed order."""
+    root = _stdlib_root()
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
@@ -48,32 +48,49 @@ def stdlib_documents() -> Iterator[tuple[str, str]]:
         files += [(rel / f).as_posix() for f in filenames if f.endswith(".py")]
     if not files:
         raise PretrainError(f"data.source: no *.py files under {root}; give your own text in data.source")
-    for f in sorted(files, key=_unit):  # a hashed order so a size cap keeps a spread of modules
+    return sorted(files, key=_unit)  # a hashed order so a size cap keeps a spread of modules
+
+
+def _stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_documents(files: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(relative path, text) of the stdlib files (all of them, or only `files`, e.g. a rank's shard)."""
+    root = _stdlib_root()
+    for f in stdlib_files() if files is None else files:
         yield f, (root / f).read_text(encoding="utf-8", errors="replace")
 
 
-def hf_documents(source: str, text_field: str) -> Iterator[tuple[str, str]]:
-    """(content hash, text) from local text files (one document per file) or a hub dataset (streamed)."""
+def open_hf(source: str, text_field: str, files: list[str] | None = None) -> tuple[object, str]:
+    """(streamed `datasets.IterableDataset`, its text field) of local text files or of a hub dataset.
+
+    Local files are one document per file; `files` reads only those (a rank's shard) instead of all.
+    """
     try:
         import datasets
     except ImportError:
         raise PretrainError("data.source: reading text needs the `datasets` package") from None
-    hub = source.startswith("hf:")
-    name = source[3:] if hub else source
+    name = source.removeprefix("hf:")
     try:
-        if hub:
+        if source.startswith("hf:"):
             path, _, config = name.partition(":")
-            ds = datasets.load_dataset(path, config or None, split="train", streaming=True)
-        else:
-            files = _local_files(name)
-            ds = datasets.load_dataset("text", data_files={"train": files}, sample_by="document",
-                                       split="train", streaming=True)
-            text_field = "text"
-        rows = iter(ds)
-        first = next(rows, None)
+            return datasets.load_dataset(path, config or None, split="train", streaming=True), text_field
+        ds = datasets.load_dataset("text", data_files={"train": _local_files(name) if files is None else files},
+                                   sample_by="document", split="train", streaming=True)
+        return ds, "text"
     except PretrainError:
         raise
     except Exception as e:  # noqa: BLE001  (datasets raises many types: FileNotFoundError, ConnectionError, ...)
+        raise PretrainError(f"data.source: could not load {source!r}: {type(e).__name__}: {e}") from None
+
+
+def hf_rows(ds, source: str, text_field: str) -> Iterator[tuple[str, str]]:
+    """(content hash, text) of the non-empty documents of a dataset from `open_hf`."""
+    try:
+        rows = iter(ds)
+        first = next(rows, None)
+    except Exception as e:  # noqa: BLE001  (as in open_hf: the first read is where a bad source shows)
         raise PretrainError(f"data.source: could not load {source!r}: {type(e).__name__}: {e}") from None
     if first is None:
         raise PretrainError(f"data.source: {source!r} has no documents")
@@ -83,6 +100,12 @@ def hf_documents(source: str, text_field: str) -> Iterator[tuple[str, str]]:
         text = row[text_field]
         if text:
             yield hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), text
+
+
+def hf_documents(source: str, text_field: str, files: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(content hash, text) from local text files (one document per file) or a hub dataset (streamed)."""
+    ds, text_field = open_hf(source, text_field, files)
+    return hf_rows(ds, source, text_field)
 
 
 def _chain(first, rest):
@@ -112,10 +135,18 @@ def check_source(cfg: DataConfig) -> None:
         _local_files(cfg.source)
 
 
-def documents(cfg: DataConfig) -> Iterator[tuple[str, str]]:
+def source_files(cfg: DataConfig) -> list[str] | None:
+    """The files of a file-backed source (stdlib, local), one document each, in reading order; None for hub."""
     if cfg.source == "stdlib":
-        return stdlib_documents()
-    return hf_documents(cfg.source, cfg.text_field)
+        return stdlib_files()
+    return None if cfg.source.startswith("hf:") else _local_files(cfg.source)
+
+
+def documents(cfg: DataConfig, files: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(split key, text) of every document of the source, or of `files` only (from `source_files`)."""
+    if cfg.source == "stdlib":
+        return stdlib_documents(files)
+    return hf_documents(cfg.source, cfg.text_field, files)
 
 
 # ---------------------------------------------------------------------------------------------- packing

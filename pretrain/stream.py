@@ -3,8 +3,12 @@
 Used when data.streaming=true. The held-out validation split is still packed up front (data.val_mb,
 see data.py); the training split is read from the source as it is needed:
 
-- sharding: rank r of W takes training documents r, r + W, r + 2W, ... of the stream (documents the
-  split hash sends to validation are skipped on every rank, so train and val never overlap);
+- sharding (`Shard`): each rank reads only its part of the source where the source allows it: whole
+  files r, r + W, ... of a file-backed source (stdlib, local files) when the file count divides by W;
+  for a hub dataset `datasets.distributed.split_dataset_by_node` (whole shards when the shard count
+  divides by W, else every W-th example); otherwise every rank reads everything and keeps training
+  documents r, r + W, ... Documents the split hash sends to validation are skipped on every rank, so
+  train and val never overlap and the union over ranks is the train split, each document once;
 - order: a rank's documents come in blocks of data.shuffle_docs, each block permuted by a generator
   seeded with (seed, rank, epoch, block); when the source ends a new epoch starts with new permutations;
 - packing: the tokens of consecutive documents, each followed by end-of-text, are cut into windows of
@@ -17,7 +21,7 @@ see data.py); the training split is read from the source as it is needed:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,12 +43,47 @@ class StreamState:
     last: int | None = None  # the last token of the previous window: the first of the next one
 
 
+@dataclass
+class Shard:
+    """What one rank of a streamed run reads: its documents, from the start, and how they were chosen."""
+
+    read: Callable[[], Iterator[tuple[str, str]]]  # (split key, text) of the documents this rank reads
+    interleave: bool  # read() is the whole source: keep training documents rank, rank + W, ... of it
+    mode: str  # one line for the log: how the source is split across ranks
+
+
+def plan_shard(cfg: DataConfig, rank: int, world_size: int) -> Shard:
+    """How rank `rank` of `world_size` reads cfg's source (deterministic: the same on every call)."""
+    from pretrain.data import documents, hf_rows, open_hf, source_files
+
+    if world_size == 1:
+        return Shard(lambda: documents(cfg), False, "one process reads the whole source")
+    if cfg.source.startswith("hf:"):
+        from datasets.distributed import split_dataset_by_node
+
+        ds, field = open_hf(cfg.source, cfg.text_field)
+        n = ds.num_shards
+        mine = split_dataset_by_node(ds, rank, world_size)  # whole shards when n % W == 0, else examples
+        how = (f"whole shards, {n // world_size} of {n} per process" if n % world_size == 0 else
+               f"one example in {world_size} per process ({n} shards do not divide by {world_size})")
+        return Shard(lambda: hf_rows(mine, cfg.source, field), False, f"split_dataset_by_node: {how}")
+    files = source_files(cfg)
+    if len(files) % world_size == 0:
+        own = files[rank::world_size]
+        return Shard(lambda: documents(cfg, own), False,
+                     f"whole files, {len(own)} of {len(files)} per process (process r reads files r, r+W, ...)")
+    return Shard(lambda: documents(cfg), True,
+                 f"one training document in {world_size} per process ({len(files)} files do not divide by "
+                 f"{world_size}: each process reads all of them)")
+
+
 class TokenStream:
     """One rank's stream of training windows; `batch(n)` -> (inputs, targets) int64 (n, seq_len)."""
 
     def __init__(self, cfg: DataConfig, tok: Tokenizer, seed: int, rank: int, world_size: int):
         self.cfg, self.tok, self.seed, self.rank, self.world_size = cfg, tok, seed, rank, world_size
         self.state = StreamState()
+        self._shard: Shard | None = None  # planned on first use: a hub source is opened only then
         self._docs: Iterator[str] | None = None  # positioned at the start of block `_next_block`
         self._next_block = 0
         self._tokens: list[np.ndarray] = []  # the current block, permuted and tokenized
@@ -52,15 +91,21 @@ class TokenStream:
 
     # ------------------------------------------------------------------------------------ documents
 
+    @property
+    def shard(self) -> Shard:
+        if self._shard is None:
+            self._shard = plan_shard(self.cfg, self.rank, self.world_size)
+        return self._shard
+
     def _rank_documents(self) -> Iterator[str]:
-        """This rank's training documents, in source order (every world_size-th of the train split)."""
-        from pretrain.data import _unit, documents
+        """This rank's training documents, in the order its part of the source is read."""
+        from pretrain.data import _unit
 
         i = 0
-        for key, text in documents(self.cfg):
+        for key, text in self.shard.read():
             if _unit(key) < self.cfg.val_fraction:
                 continue  # a validation document
-            if i % self.world_size == self.rank:
+            if not self.shard.interleave or i % self.world_size == self.rank:
                 yield text
             i += 1
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from models.errors import SpecError
 from models.spec import ArchSpec
-from pretrain import checkpoint
+from pretrain import bpb, checkpoint
 from pretrain.config import RunConfig, load_config, to_yaml
 from pretrain.data import check_source
 from pretrain.distributed import DistEnv, init_distributed, select_accelerator, setup_env
@@ -83,23 +83,26 @@ def _quiet_deepspeed() -> None:
 
 
 @torch.no_grad()
-def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: DistEnv) -> tuple[float, float]:
+def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: DistEnv,
+             token_bytes: torch.Tensor) -> tuple[float, float]:
     """(mean val loss in nats per token, bits per byte) over all ranks.
 
+    Bits per byte = the nats of the scored targets / (ln 2 x the UTF-8 bytes those very targets decode
+    to, from `token_bytes`: pretrain.bpb), exact for any tokenizer, not a split-wide bytes/token ratio.
     Each rank scores its share of the windows (padding batches keep every rank in every forward, as
-    ZeRO-3 needs, and count for nothing); the sums of loss x targets and of targets are all-reduced.
+    ZeRO-3 needs, and count for nothing); the sums of nats, targets and bytes are all-reduced.
     """
     engine.eval()
-    sums = torch.zeros(2, dtype=torch.float64)  # [sum of loss x targets, targets]
+    sums = torch.zeros(3, dtype=torch.float64)  # [sum of loss x targets, targets, bytes of the targets]
     for x, y, real in data.val_windows(cfg.train.micro_batch_size, cfg.train.val_tokens, env.rank,
                                        env.world_size):
         loss = engine(x.to(device), y.to(device)).loss
         if real:
-            sums += torch.tensor([float(loss) * y.numel(), y.numel()], dtype=torch.float64)
+            sums += torch.tensor([float(loss) * y.numel(), y.numel(), int(token_bytes[y].sum())],
+                                 dtype=torch.float64)
     engine.train()
     dist.all_reduce(sums)
-    mean = float(sums[0] / sums[1])
-    return mean, mean / (math.log(2) * data.val_bytes_per_token())
+    return float(sums[0] / sums[1]), float(sums[0] / (math.log(2) * sums[2]))
 
 
 def run(cfg: RunConfig, resume: bool = False) -> int:
@@ -197,6 +200,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
         if resume_tag is not None:
             MetricsLog.truncate(run_dir / "metrics.jsonl", start)
 
+    token_bytes = torch.from_numpy(bpb.token_bytes(tok))
     mb, seq = cfg.train.micro_batch_size, cfg.data.seq_len
     batch_tokens = cfg.train.batch_size * seq
     flops_per_token = train_flops_per_token(spec, seq)
@@ -210,6 +214,8 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     _say(env, f"data {cfg.data.source} [{data.fingerprint}]: {train_desc} / {data.val.size:,} val "
               f"tokens; {steps} steps x {cfg.train.batch_size} x {seq} = {steps * batch_tokens:,} tokens "
               f"({accum} accumulation step(s) of {mb} per process)")
+    if stream is not None and env.is_main:  # the same split rule on every rank; said once
+        _say(env, f"streamed train: {stream.shard.mode}")
     _say(env, f"run dir {run_dir}" + (f"; resumed from {resume_tag} (step {start})" if resume_tag else ""))
 
     run_id = json.loads((run_dir / "run.json").read_text())["id"] if (run_dir / "run.json").is_file() else None
@@ -279,7 +285,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
                 _say(env, f"step {done}/{steps} loss {loss_mean:.4f} lr {lr:.2e} grad_norm "
                           f"{record['grad_norm'] or 0:.3f} {tps:,.0f} tok/s mfu {100 * (record['mfu'] or 0):.2f}%")
             if done % cfg.train.val_every == 0 or done == steps:
-                val_loss, val_bpb = validate(engine, data, cfg, device, env)
+                val_loss, val_bpb = validate(engine, data, cfg, device, env, token_bytes)
                 log.write({"kind": "val", "step": done, "tokens": done * batch_tokens, "val_loss": val_loss,
                            "val_bpb": val_bpb})
                 _say(env, f"step {done}: val loss {val_loss:.4f}, {val_bpb:.4f} bits per byte")

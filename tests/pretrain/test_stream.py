@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,41 +63,99 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return d, write_corpus(d, 60, 40)
 
 
-def test_ranks_read_disjoint_shards_that_cover_the_train_split_once(corpus):
-    path, docs = corpus
+# Which files this process opens, seen through Python's audit hooks (every `open()` raises an "open" event,
+# whoever calls it: our code, `datasets` or fsspec). A hook cannot be removed, so it records only while
+# `opened_files()` is active.
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _opened is not None and isinstance(args[0], str):
+        _opened.append(os.path.realpath(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+@contextmanager
+def opened_files():
+    global _opened
+    _opened = []
+    try:
+        yield _opened
+    finally:
+        _opened = None
+
+
+@pytest.mark.parametrize("world_size, mode", [(2, "whole files"), (3, "whole files"), (7, "one training document")])
+def test_ranks_read_disjoint_shards_that_cover_the_train_split_once(corpus, world_size, mode):
+    path, docs = corpus  # 60 files: split by whole files over 2 or 3 ranks, by documents over 7
+    files = sorted(os.path.realpath(f) for f in path.iterdir())
     cfg = DataConfig(source=str(path), seq_len=16, streaming=True, shuffle_docs=8, val_fraction=0.2)
     seen = []
-    for rank in range(2):
-        text = epoch_text(TokenStream(cfg, ByteTokenizer(), seed=3, rank=rank, world_size=2), 16)
+    for rank in range(world_size):
+        stream = TokenStream(cfg, ByteTokenizer(), seed=3, rank=rank, world_size=world_size)
+        assert stream.shard.mode.startswith(mode)
+        with opened_files() as opened:
+            text = epoch_text(stream, 16)
+        opened = sorted({f for f in opened if f.startswith(os.path.realpath(path))})
+        # Whole files: rank r opens files r, r + W, ... and no other; by documents: every rank reads all.
+        assert opened == (files[rank::world_size] if mode == "whole files" else files)
         ids = re.findall(r"doc-\d{4}", text)
         seen.append(ids)
         # Documents are packed whole and in one piece, each followed by end-of-text (a newline here).
         for doc_text in text.split("\n")[:-1]:
             if doc_text.startswith("doc-"):
                 assert doc_text == docs[doc_text[:8]]
-    assert not set(seen[0]) & set(seen[1])
-    assert sorted(seen[0] + seen[1]) == sorted(train_ids(docs, 0.2))  # no val document, no train one twice
-    assert abs(len(seen[0]) - len(seen[1])) <= 1
+    every = [i for ids in seen for i in ids]
+    assert sorted(every) == sorted(train_ids(docs, 0.2))  # no val document, no train one twice, none missed
+    if mode != "whole files":
+        assert max(map(len, seen)) - min(map(len, seen)) <= 1
 
 
-def test_order_is_seeded_and_resume_from_a_saved_position_is_exact(corpus):
+@pytest.mark.parametrize("world_size, mode", [(2, "split_dataset_by_node: whole shards"),
+                                              (3, "split_dataset_by_node: one example in 3")])
+def test_hub_style_sources_are_split_by_datasets(tmp_path, world_size, mode):
+    # `hf:DIR` goes through datasets.load_dataset like a hub name: 4 JSON-lines files are 4 shards.
+    docs = {}
+    for f in range(4):
+        rows = [f"shard {f} row {r} " + " ".join(random.Random(f * 10 + r).choices(WORDS, k=30)) for r in range(6)]
+        docs.update({t[:16]: t for t in rows})
+        (tmp_path / f"part-{f}.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in rows) + "\n")
+    cfg = DataConfig(source=f"hf:{tmp_path}", seq_len=16, streaming=True, shuffle_docs=4, val_fraction=0.2)
+    seen = []
+    for rank in range(world_size):
+        stream = TokenStream(cfg, ByteTokenizer(), seed=0, rank=rank, world_size=world_size)
+        assert stream.shard.mode.startswith(mode)
+        with opened_files() as opened:
+            text = epoch_text(stream, 16)
+        opened = {Path(f).name for f in opened if f.startswith(os.path.realpath(tmp_path))}
+        if world_size == 2:  # whole shards: rank r reads files r and r + 2 only
+            assert opened == {f"part-{rank}.jsonl", f"part-{rank + 2}.jsonl"}
+        seen.append([line[:16] for line in text.split("\n")[:-1]])
+    every = [k for keys in seen for k in keys]
+    assert sorted(every) == sorted(train_ids(docs, 0.2)) and not set(seen[0]) & set(seen[1])
+
+
+@pytest.mark.parametrize("world_size", [2, 7])  # split by whole files, by documents
+def test_order_is_seeded_and_resume_from_a_saved_position_is_exact(corpus, world_size):
     path, _ = corpus
     cfg = DataConfig(source=str(path), seq_len=64, streaming=True, shuffle_docs=8)
-    a = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=2)
-    # Through more than one epoch (~7,000 tokens per rank and epoch here), so the restart is covered too.
+    a = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=world_size)
+    # Through more than one epoch (~14,000 tokens / W per rank and epoch here), so the restart is covered too.
     full = [a.batch(8)[0] for _ in range(24)]
     assert a.state.epoch >= 1
-    b = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=2)
+    b = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=world_size)
     for i in range(13):
         assert bool((b.batch(8)[0] == full[i]).all())
     saved = json.loads(json.dumps(b.state_dict()))  # what a checkpoint holds: plain numbers
-    c = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=2)
+    c = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=world_size)
     c.load_state_dict(saved)
     for i in range(13, 24):
         assert bool((c.batch(8)[0] == full[i]).all()), i
-    other = TokenStream(cfg, ByteTokenizer(), seed=1, rank=1, world_size=2)
+    other = TokenStream(cfg, ByteTokenizer(), seed=1, rank=1, world_size=world_size)
     assert not bool((other.batch(8)[0] == full[0]).all())  # another seed, another order
-    x, y = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=2).batch(8)
+    x, y = TokenStream(cfg, ByteTokenizer(), seed=0, rank=1, world_size=world_size).batch(8)
     assert bool((x[:, 1:] == y[:, :-1]).all()) and bool((x[1:, 0] == y[:-1, -1]).all())  # windows chain
 
 
