@@ -159,7 +159,8 @@ def proxy() -> Loaded:
 @pytest.fixture(scope="module")
 def suite_run(local_tasks, proxy) -> dict:
     cfg = LMEvalConfig(model="llama-proxy", tasks=ALL_TASKS, batch_size=8, device="cpu", num_fewshot=0,
-                       include_path=str(local_tasks), include_defaults=False, bootstrap_iters=10)
+                       include_path=str(local_tasks), include_defaults=False, log_samples=True,
+                       bootstrap_iters=10)
     return evaluate(cfg, loaded=proxy)
 
 
@@ -213,6 +214,12 @@ def test_arc_easy_accuracy_equals_an_independent_computation(suite_run, proxy):
         choices.append(texts)
         gold.append(doc["choices"]["label"].index(doc["answerKey"]))
     assert all(len(set(ll)) == len(ll) for ll in lls)  # no ties, so argmax is well defined
+    # Per choice: the harness's log-likelihoods are the ones computed here (samples keep the doc order).
+    samples = sorted(suite_run["samples"]["arc_easy"], key=lambda s: s["doc_id"])
+    harness = [[float(r[0][0]) for r in s["resps"]] for s in samples]
+    assert [s["doc"]["question"] for s in samples] == [d["question"] for d in ROWS["arc_easy"]]
+    for mine, theirs in zip(lls, harness, strict=True):
+        assert theirs == pytest.approx(mine, rel=1e-5, abs=1e-4)
     acc, acc_norm = _accuracies(lls, choices, gold)
     scores = suite_run["results"]["arc_easy"]
     assert scores["acc,none"] == pytest.approx(acc)
