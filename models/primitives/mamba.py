@@ -75,51 +75,89 @@ def causal_conv(conv: nn.Conv1d, x: torch.Tensor, state: dict | None, key: str =
     return y.transpose(1, 2)
 
 
+class _SelectiveScan(torch.autograd.Function):
+    """The recurrence with a hand-written backward (the reverse recurrence), in blocks of `block` steps.
+
+    Works time-major with the state laid out (n, d) so that d, the long axis, is contiguous: every
+    per-step update is one in-place addcmul over a contiguous (b, n, d) slab, and the readouts are
+    batched (1, n) @ (n, d) matmuls. Per block, the decays exp(dt A), the inputs dt x B and the readouts
+    are formed for all its steps in one op each, so the block (not the whole sequence) is the working
+    set. Autograd would keep a graph node per step; the explicit backward instead saves just the
+    decays and the states (two (L, b, n, d) tensors) and walks the steps back once.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                h0: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b, L, d = x.shape
+        n = A.shape[1]
+        x, dt, B, C = (t.transpose(0, 1).contiguous() for t in (x, dt, B, C))  # (L, b, .)
+        At = A.t().contiguous()  # (n, d)
+        X = dt * x
+        decay, H = x.new_empty(L, b, n, d), x.new_empty(L, b, n, d)
+        y = x.new_empty(L, b, d)
+        h = h0
+        for s in range(0, L, block):
+            e = min(s + block, L)
+            torch.exp(torch.mul(dt[s:e, :, None, :], At, out=decay[s:e]), out=decay[s:e])
+            torch.mul(B[s:e, :, :, None], X[s:e, :, None, :], out=H[s:e])
+            for t in range(s, e):  # h_t = decay_t * h_{t-1} + dt_t x_t B_t
+                h = H[t].addcmul_(decay[t], h)
+            torch.bmm(C[s:e].view(-1, 1, n), H[s:e].view(-1, n, d), out=y[s:e].view(-1, 1, d))
+        ctx.save_for_backward(x, dt, At, B, C, h0, X, decay, H)
+        ctx.block = block
+        return y.transpose(0, 1), H[L - 1].transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor, gh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, dt, At, B, C, h0, X, decay, H = ctx.saved_tensors
+        L, b, n, d = H.shape
+        gy = gy.transpose(0, 1).contiguous()
+        gX, gdt = H.new_empty(L, b, d), H.new_empty(L, b, d)
+        gB, gC = H.new_empty(L, b, n), H.new_empty(L, b, n)
+        gAt = H.new_zeros(n, d)
+        G = H.new_empty(min(ctx.block, L), b, n, d)  # gradient reaching each state of the block
+        Q = torch.empty_like(G)
+        g = gh.transpose(1, 2)  # gradient reaching h_t from outside the block (at first: the final state)
+        for s in reversed(range(0, L, ctx.block)):
+            e = min(s + ctx.block, L)
+            Gb, Qb = G[: e - s], Q[: e - s]
+            torch.mul(C[s:e, :, :, None], gy[s:e, :, None, :], out=Gb)  # from the readout y_t = C_t . h_t
+            if e < L:
+                Gb[e - 1 - s].addcmul_(decay[e], g)
+            else:
+                Gb[e - 1 - s].add_(g)
+            for t in range(e - 2, s - 1, -1):
+                Gb[t - s].addcmul_(decay[t + 1], Gb[t + 1 - s])
+            torch.bmm(H[s:e].view(-1, n, d), gy[s:e].view(-1, d, 1), out=gC[s:e].view(-1, n, 1))
+            torch.bmm(B[s:e].view(-1, 1, n), Gb.view(-1, n, d), out=gX[s:e].view(-1, 1, d))
+            torch.bmm(Gb.view(-1, n, d), X[s:e].view(-1, d, 1), out=gB[s:e].view(-1, n, 1))
+            # d loss / d decay_t = g_t * h_{t-1}; decay = exp(dt A) turns it into Q = g_t * decay_t * h_{t-1}
+            torch.mul(Gb, decay[s:e], out=Qb)
+            g = Gb[0].clone() if s else Gb[0] * decay[0]  # carried to the previous block; at s = 0: h0's
+            Qb[1:].mul_(H[s:e - 1])
+            Qb[0].mul_(H[s - 1] if s else h0)
+            torch.sum(torch.mul(Qb, At, out=Gb), dim=2, out=gdt[s:e])
+            gAt += Qb.mul_(dt[s:e, :, None, :]).sum((0, 1))
+        gx = (gX * dt).transpose(0, 1)
+        gdt = gdt.addcmul_(gX, x).transpose(0, 1)
+        return gx, gdt, gAt.t(), gB.transpose(0, 1), gC.transpose(0, 1), g, None
+
+
 def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    h0: torch.Tensor | None = None, chunk_size: int = 64
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mamba-1 selective scan in fp32 without the D skip: returns y (b, L, d) and the final state (b, d, n).
+    """Mamba-1 selective scan without the D skip: returns y (b, L, d) and the final state (b, d, n).
 
     x, dt: (b, L, d) with dt already positive (after softplus); A: (d, n) (negative); B, C: (b, L, n);
-    h0: (b, d, n) state before the first token (zeros when None).
+    h0: (b, d, n) state before the first token (zeros when None). Runs in fp32 (fp64 if x is fp64);
+    chunk_size is the number of steps formed together (speed only, the result does not depend on it).
     """
-    b, L, d = x.shape
-    n = A.shape[1]
-    T = min(L, chunk_size)
-    nc = -(-L // T)
-    pad = nc * T - L
-    x, dt, B, C, A = x.float(), dt.float(), B.float(), C.float(), A.float()
-    X = dt * x
-    if pad:  # dt = 0 and input 0 on padded steps: the state passes through unchanged
-        X, dt, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (X, dt, B, C))
-
-    def steps(t: torch.Tensor) -> torch.Tensor:
-        # (b, nc*T, c) -> (T, b, nc, c) contiguous, so each step is a contiguous slab (cheap unbind backward)
-        return t.view(b, nc, T, t.shape[-1]).permute(2, 0, 1, 3).contiguous()
-
-    X, dts, B, C = steps(X), steps(dt), steps(B), steps(C)
-    h = x.new_zeros(b, d, n) if h0 is None else h0.float()
-    if nc > 1:
-        # Pass 1: each chunk's end state from a zero start (all but the last chunk), then carry across chunks.
-        Xp, dtp, Bp = X[:, :, :-1], dts[:, :, :-1], B[:, :, :-1]
-        s = None
-        for Xj, dtj, Bj in zip(Xp.unbind(0), dtp.unbind(0), Bp.unbind(0)):
-            u = Xj.unsqueeze(-1) * Bj.unsqueeze(-2)
-            s = u if s is None else torch.addcmul(u, torch.exp(dtj.unsqueeze(-1) * A), s)
-        decay = torch.exp(dtp.sum(0).unsqueeze(-1) * A)  # (b, nc-1, d, n): product of the chunk's decays
-        starts = [h]
-        for dc, sc in zip(decay.unbind(1), s.unbind(1)):
-            starts.append(torch.addcmul(sc, dc, starts[-1]))
-        s = torch.stack(starts, dim=1)
-    else:
-        s = h.unsqueeze(1)
-    # Pass 2: every chunk from its true start state, reading out y as it goes.
-    ys = []
-    for Xj, dtj, Bj, Cj in zip(X.unbind(0), dts.unbind(0), B.unbind(0), C.unbind(0)):
-        s = torch.addcmul(Xj.unsqueeze(-1) * Bj.unsqueeze(-2), torch.exp(dtj.unsqueeze(-1) * A), s)
-        ys.append((s * Cj.unsqueeze(-2)).sum(-1))
-    y = torch.stack(ys, dim=2).reshape(b, nc * T, d)[:, :L]
-    return y, s[:, -1]
+    b, d = x.shape[0], x.shape[2]
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
+    h0 = x.new_zeros(b, A.shape[1], d) if h0 is None else h0.to(dtype).transpose(1, 2).contiguous()
+    return _SelectiveScan.apply(x, dt, A, B, C, h0, chunk_size)
 
 
 def _masked_dt(dt_lin: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
