@@ -195,3 +195,66 @@ def test_a_step_saved_before_a_crash_is_made_latest_when_reached_again(tmp_path)
     checkpoint.save(None, root, 8, {}, {}, is_main=True, keep=1)
     assert checkpoint.latest_tag(root) == checkpoint.tag_of(8)
     assert not (root / checkpoint.tag_of(4)).exists()  # pruning ran too
+
+
+# Text with 1-, 2-, 3- and 4-byte characters, so pieces that are part of a character get counted too.
+UNICODE = "def f(x):\n    return x  # héllo wörld, π ≈ 3.14159, 日本語のテキスト, emoji 🙂🚀, naïve café\n" * 3
+
+
+def _encoded_bytes(tok, text: str) -> int:
+    from pretrain.bpb import token_bytes
+
+    return int(token_bytes(tok)[tok.encode(text)].sum())
+
+
+def test_token_bytes_of_the_byte_tokenizer_are_all_one():
+    from pretrain.bpb import token_bytes
+
+    table = token_bytes(ByteTokenizer())
+    assert table.shape == (256,) and bool((table == 1).all())  # so val_bpb = val_loss / ln 2, as before
+    assert _encoded_bytes(ByteTokenizer(), UNICODE) == len(UNICODE.encode())
+
+
+def test_token_bytes_of_a_byte_level_bpe_add_up_to_the_text_bytes(tmp_path):
+    from pretrain.bpb import token_bytes
+    from pretrain.data import stdlib_documents
+    from pretrain.tokenizer import EOS
+
+    texts = [t for _, t in zip(range(20), (t for _, t in stdlib_documents()))] + [UNICODE] * 20
+    tok = load_tokenizer(str(train_bpe(texts, 400, tmp_path / "tok")))
+    table = token_bytes(tok)
+    ids = tok.encode(UNICODE)
+    assert len(ids) < len(UNICODE.encode())  # merged pieces of several bytes, and pieces inside characters:
+    assert any("\ufffd" in tok.tok.decode([i]) for i in ids)  # a lone piece of a character decodes to U+FFFD
+    assert _encoded_bytes(tok, UNICODE) == len(UNICODE.encode())  # yet the byte lengths add up exactly
+    assert table[tok.eos_id] == 0 and tok.tok.id_to_token(tok.eos_id) == EOS  # a marker, not text
+    # The same file through transformers (hf:DIR) gives the same table.
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tok" / "tokenizer.json"),
+                            eos_token=EOS).save_pretrained(tmp_path / "hf")
+    assert (token_bytes(load_tokenizer(f"hf:{tmp_path / 'hf'}")) == table).all()
+
+
+def test_token_bytes_of_a_byte_fallback_metaspace_bpe_add_up_to_the_text_bytes(tmp_path):
+    # SentencePiece-style (Llama 2, Mistral): "▁" stands for a space; characters outside the vocabulary
+    # fall back to <0xHH> pieces of one byte each.
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from pretrain.tokenizer import EOS
+
+    hf = Tokenizer(models.BPE(unk_token="<unk>"))
+    hf.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    hf.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    hf.train_from_iterator(["def f(x):\n    return x  # plain ascii text only"] * 50, trainers.BpeTrainer(
+        vocab_size=100, special_tokens=["<unk>", EOS], show_progress=False))
+    spec = json.loads(hf.to_str())  # the byte pieces go in the model's own vocabulary, as in Llama 2's file
+    vocab = spec["model"]["vocab"]
+    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
+    spec["model"]["byte_fallback"] = True
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    tok = load_tokenizer(str(tmp_path / "tokenizer.json"))
+    ids = tok.encode(UNICODE)
+    assert any(tok.tok.id_to_token(i).startswith("<0x") for i in ids)  # the non-ASCII text fell back to bytes
+    assert tok.tok.decode(ids) == UNICODE
+    assert _encoded_bytes(tok, UNICODE) == len(UNICODE.encode())

@@ -201,7 +201,7 @@ def _records(run_dir: Path) -> list[dict]:
 @pytest.mark.parametrize("nproc", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path, nproc):
     corpus = tmp_path / "corpus"
-    write_corpus(corpus, 100, 4000)  # ~3 MB of text in 100 files
+    write_corpus(corpus, 100, 4000)  # ~3 MB of text in 100 files (split by whole files over 2 processes)
     run_dir = tmp_path / "run"
     overrides = ["model.spec.pattern=[attn,mlp]", "model.spec.d_model=32", "model.spec.primitives.mlp.hidden=64",
                  f"data.source={corpus}", "data.streaming=true", "data.shuffle_docs=16", "data.seq_len=32",
@@ -213,6 +213,10 @@ def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp
     full = _records(run_dir)
     losses = [r["loss"] for r in full if r["kind"] == "train"]
     assert len(losses) == STEPS and np.mean(losses[-3:]) < losses[0] - 0.5  # it learns from the stream
+    assert "streamed train: one process reads the whole source" in p.stdout or nproc > 1
+    for r in full:  # bytes as tokens: one byte per scored target, so bits per byte = nats / ln 2 exactly
+        if r["kind"] == "val":
+            assert r["val_bpb"] == pytest.approx(r["val_loss"] / np.log(2), rel=1e-12)
     # Go back to the step-6 checkpoint, as if the run had been killed right after it, and resume.
     shutil.rmtree(run_dir / "checkpoints" / "step-00000012")
     (run_dir / "checkpoints" / "latest").write_text("step-00000006")
