@@ -154,7 +154,11 @@ def documents(cfg: DataConfig, files: list[str] | None = None) -> Iterator[tuple
 
 @dataclass
 class PackedData:
-    """Token ids of the train and validation splits, and the UTF-8 bytes the validation tokens cover."""
+    """Token ids of the train and validation splits, and the UTF-8 bytes the validation tokens cover.
+
+    (val_bytes is the whole split's, for the log; validation bits per byte count the bytes of exactly the
+    targets scored, with pretrain/bpb.py.)
+    """
 
     train: np.ndarray
     val: np.ndarray
@@ -207,9 +211,6 @@ class PackedData:
             starts = (idx if real else np.zeros(1, np.int64)) * self.seq_len
             w = torch.from_numpy(self.val[starts[:, None] + offsets].astype(np.int64))
             yield w[:, :-1], w[:, 1:], real
-
-    def val_bytes_per_token(self) -> float:
-        return self.val_bytes / self.val.size
 
 
 def _tokenize(docs: Iterator[str], tok: Tokenizer, cap_bytes: int) -> tuple[np.ndarray, int]:
