@@ -19,9 +19,13 @@ Sources of the recipes (read in this session, see docs/lra-training.md):
   (listops: 8 layers, d_model 128, batch 50, lr 0.01, wd 0.05, 80k steps; imdb: 6 x 256, batch 16, lr
   0.01, wd 0.05, 50k steps; aan: 6 x 256, batch 64, lr 0.01, wd 0.05, 50k steps, warmup 2.5k; cifar:
   6 x 512, batch 50, lr 0.01, wd 0.05, 200k steps; pathfinder: 6 x 256, batch 64, lr 0.004, wd 0.03,
-  500k steps, warmup 2.5k; all bidirectional, d_state 64, cosine with warmup). S4 itself is not a
-  registered primitive: the "s4" recipe builds a bidirectional mamba2 + MLP stack with S4's depth,
-  width and optimizer settings. Path-X's S4 settings were not read: it reuses pathfinder's (unverified).
+  500k steps, warmup 2.5k; all bidirectional, d_state 64, cosine with warmup). The "s4" recipe builds
+  [s4d] x n_layers (models/primitives/s4d.py: S4D-Lin, ZOH, GELU + GLU output, run bidirectionally
+  through the encoder's wrapper) with those depths, widths and d_state: S4's LRA model has no separate
+  MLP (`model/s4.yaml`: activation gelu, final_act glu). Path-X's S4 settings were not read: it reuses
+  pathfinder's (unverified). Re-read at state-spaces/s4 e757cef: its current `s4-{listops,imdb,aan}.yaml`
+  use S4-LegS with d_state 4 (listops 6 x 256) and warmups of 10% of the steps; the values above (S4D's
+  d_state 64) are kept; see docs/lra-training.md for the remaining deviations.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ class ModelConfig:
     n_layers: int | None = None  # baseline shape (ignored when `spec` is given)
     d_model: int | None = None
     n_heads: int | None = None
-    mlp_hidden: int | None = None
-    d_state: int | None = None  # s4 recipe: mamba2 state size
+    mlp_hidden: int | None = None  # transformer: MLP width; s4: None = no MLP, else a GELU MLP per layer
+    d_state: int | None = None  # s4 recipe: s4d state size N
     head_hidden: int | None = None  # two-tower MLP head width (retrieval); None = d_model
 
 

@@ -21,16 +21,18 @@ from models.spec import ArchSpec
 def baseline_spec(recipe: str, n_layers: int, d_model: int, n_heads: int | None = None,
                   mlp_hidden: int | None = None, d_state: int | None = None) -> ArchSpec:
     """The recipe's encoder: `transformer` = [attn, mlp] x n (GELU MLP, as the LRA baseline);
-    `s4` = [mamba2, mlp] x n (the S4-style stand-in: a bidirectional SSM mixer with a channel MLP)."""
+    `s4` = [s4d] x n (S4's LRA block: SSM, GELU, GLU output linear, run bidirectionally; no separate
+    MLP, as in state-spaces/s4's LRA configs; `mlp_hidden` adds a GELU MLP after each s4d layer)."""
     if recipe == "transformer":
         prims = {"attn": {"type": "attn", "n_heads": n_heads or 4},
                  "mlp": {"type": "mlp", "kind": "gelu", "hidden": mlp_hidden or 4 * d_model}}
         pattern = ["attn", "mlp"] * n_layers
     elif recipe == "s4":
-        head_dim = min(64, 2 * d_model)
-        prims = {"ssm": {"type": "mamba2", "d_state": d_state or 64, "head_dim": head_dim},
-                 "mlp": {"type": "mlp", "kind": "gelu", "hidden": mlp_hidden or 2 * d_model}}
-        pattern = ["ssm", "mlp"] * n_layers
+        prims = {"ssm": {"type": "s4d", "d_state": d_state or 64}}
+        pattern = ["ssm"] * n_layers
+        if mlp_hidden:
+            prims["mlp"] = {"type": "mlp", "kind": "gelu", "hidden": mlp_hidden}
+            pattern = ["ssm", "mlp"] * n_layers
     else:
         raise ValueError(f"recipe {recipe!r} is not one of transformer, s4")
     return ArchSpec(pattern=pattern, d_model=d_model, primitives=prims, name=f"lra-{recipe}").validate()
