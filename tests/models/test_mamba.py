@@ -83,6 +83,54 @@ def test_mamba1_scan_is_stable_with_huge_decays():
     torch.testing.assert_close(y.double(), y_ref, atol=1e-4, rtol=1e-4)
 
 
+def mamba1_inputs(b, L, d, n, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, L, d, generator=g, dtype=dtype), F.softplus(torch.randn(b, L, d, generator=g, dtype=dtype)),
+            -torch.rand(d, n, generator=g, dtype=dtype) * 4 - 0.1, torch.randn(b, L, n, generator=g, dtype=dtype),
+            torch.randn(b, L, n, generator=g, dtype=dtype))
+
+
+@pytest.mark.parametrize("L", [1, 7, 16, 45, 100])
+@pytest.mark.parametrize("masked", [False, True])
+def test_mamba1_scan_fp64_equals_recurrence_with_padding(L, masked):
+    # Blocks of 16 steps: lengths below, at and not divisible by the block; padding (dt = 0) on the left,
+    # in the middle and at the end must leave the state exactly as it was.
+    b, d, n = 3, 4, 5
+    x, dt, A, B, C = mamba1_inputs(b, L, d, n)
+    if masked:
+        mask = torch.rand(b, L, generator=torch.Generator().manual_seed(1)) > 0.3
+        mask[0, : L // 2] = False
+        dt = dt * mask.unsqueeze(-1)
+    h0 = torch.randn(b, d, n, dtype=torch.float64)
+    y, h = selective_scan(x, dt, A, B, C, h0, chunk_size=16)
+    assert y.dtype == h.dtype == torch.float64
+    y_ref, h_ref = mamba1_recurrence(x, dt, A, B, C, h0)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(h, h_ref, atol=1e-12, rtol=1e-12)
+    if masked and L > 1:  # all-padding row 0 prefix: the state is still h0 when the first real token comes
+        first = int(mask[0].nonzero()[0]) if mask[0].any() else L
+        _, h_pad = selective_scan(x[:1, :first], dt[:1, :first], A, B[:1, :first], C[:1, :first], h0[:1])
+        torch.testing.assert_close(h_pad, h0[:1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("L,chunk", [(9, 4), (33, 16), (40, 64)])
+def test_mamba1_scan_backward_passes_gradcheck(L, chunk):
+    # The scan has a hand-written backward: check it against finite differences in fp64, h0 included.
+    x, dt, A, B, C = mamba1_inputs(2, L, 3, 2, seed=L)
+    h0 = torch.randn(2, 3, 2, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (x, dt, A, B, C, h0)]
+    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk_size=chunk), leaves)
+
+
+def test_mamba1_scan_result_does_not_depend_on_block_size():
+    x, dt, A, B, C = mamba1_inputs(2, 50, 6, 4, dtype=torch.float32)
+    y1, h1 = selective_scan(x, dt, A, B, C, chunk_size=1)
+    for chunk in (3, 16, 64):
+        y, h = selective_scan(x, dt, A, B, C, chunk_size=chunk)
+        torch.testing.assert_close(y, y1, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(h, h1, atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("L,chunk,groups", [(1, 8, 1), (13, 4, 1), (32, 8, 2), (37, 16, 2), (9, 64, 1)])
 @pytest.mark.parametrize("with_h0", [False, True])
 def test_ssd_chunked_scan_equals_recurrence(L, chunk, groups, with_h0):
