@@ -88,7 +88,9 @@ class _SelectiveScan(torch.autograd.Function):
     batched (1, n) @ (n, d) matmuls. Per block, the decays exp(dt A), the inputs dt x B and the readouts
     are formed for all its steps in one op each, so the block (not the whole sequence) is the working
     set. Autograd would keep a graph node per step; the explicit backward instead saves just the
-    decays and the states (two (L, b, n, d) tensors) and walks the steps back once.
+    decays and the states and walks the steps back once. Those are kept as one tensor per block, not
+    two (L, b, n, d) tensors: the allocator recycles block-sized buffers, while a fresh (L, b, n, d)
+    buffer on every call is new memory from the OS, and its page faults cost a third of the layer's time.
     """
 
     @staticmethod
@@ -99,51 +101,57 @@ class _SelectiveScan(torch.autograd.Function):
         x, dt, B, C = (t.transpose(0, 1).contiguous() for t in (x, dt, B, C))  # (L, b, .)
         At = A.t().contiguous()  # (n, d)
         X = dt * x
-        decay, H = x.new_empty(L, b, n, d), x.new_empty(L, b, n, d)
         y = x.new_empty(L, b, d)
+        decays, states = [], []  # per block: (k, b, n, d)
         h = h0
         for s in range(0, L, block):
             e = min(s + block, L)
-            torch.exp(torch.mul(dt[s:e, :, None, :], At, out=decay[s:e]), out=decay[s:e])
-            torch.mul(B[s:e, :, :, None], X[s:e, :, None, :], out=H[s:e])
-            for t in range(s, e):  # h_t = decay_t * h_{t-1} + dt_t x_t B_t
+            decay = torch.exp_(dt[s:e, :, None, :] * At)
+            H = B[s:e, :, :, None] * X[s:e, :, None, :]
+            for t in range(e - s):  # h_t = decay_t * h_{t-1} + dt_t x_t B_t
                 h = H[t].addcmul_(decay[t], h)
-            torch.bmm(C[s:e].view(-1, 1, n), H[s:e].view(-1, n, d), out=y[s:e].view(-1, 1, d))
-        ctx.save_for_backward(x, dt, At, B, C, h0, X, decay, H)
+            torch.bmm(C[s:e].view(-1, 1, n), H.view(-1, n, d), out=y[s:e].view(-1, 1, d))
+            decays.append(decay)
+            states.append(H)
+        ctx.save_for_backward(x, dt, At, B, C, h0, X, *decays, *states)
         ctx.block = block
-        return y.transpose(0, 1), H[L - 1].transpose(1, 2).contiguous()
+        return y.transpose(0, 1), h.transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor, gh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, dt, At, B, C, h0, X, decay, H = ctx.saved_tensors
-        L, b, n, d = H.shape
+        x, dt, At, B, C, h0, X, *saved = ctx.saved_tensors
+        decays, states = saved[: len(saved) // 2], saved[len(saved) // 2:]
+        L, b, d = x.shape
+        n = At.shape[0]
         gy = gy.transpose(0, 1).contiguous()
-        gX, gdt = H.new_empty(L, b, d), H.new_empty(L, b, d)
-        gB, gC = H.new_empty(L, b, n), H.new_empty(L, b, n)
-        gAt = H.new_zeros(n, d)
-        G = H.new_empty(min(ctx.block, L), b, n, d)  # gradient reaching each state of the block
+        gX, gdt = x.new_empty(L, b, d), x.new_empty(L, b, d)
+        gB, gC = x.new_empty(L, b, n), x.new_empty(L, b, n)
+        gAt = x.new_zeros(n, d)
+        G = x.new_empty(min(ctx.block, L), b, n, d)  # gradient reaching each state of the block
         Q = torch.empty_like(G)
         g = gh.transpose(1, 2)  # gradient reaching h_t from outside the block (at first: the final state)
-        for s in reversed(range(0, L, ctx.block)):
-            e = min(s + ctx.block, L)
+        for j in reversed(range(len(decays))):
+            s = j * ctx.block
+            e = s + decays[j].shape[0]
+            decay, H = decays[j], states[j]
             Gb, Qb = G[: e - s], Q[: e - s]
             torch.mul(C[s:e, :, :, None], gy[s:e, :, None, :], out=Gb)  # from the readout y_t = C_t . h_t
             if e < L:
-                Gb[e - 1 - s].addcmul_(decay[e], g)
+                Gb[-1].addcmul_(decays[j + 1][0], g)
             else:
-                Gb[e - 1 - s].add_(g)
-            for t in range(e - 2, s - 1, -1):
-                Gb[t - s].addcmul_(decay[t + 1], Gb[t + 1 - s])
+                Gb[-1].add_(g)
+            for t in range(e - s - 2, -1, -1):
+                Gb[t].addcmul_(decay[t + 1], Gb[t + 1])
             # Reductions over d as (1, d) @ (d, n) on transposed views: a matrix-vector product with d as
             # the inner loop runs ~20x slower on CPU.
-            torch.bmm(gy[s:e].view(-1, 1, d), H[s:e].view(-1, n, d).transpose(1, 2), out=gC[s:e].view(-1, 1, n))
+            torch.bmm(gy[s:e].view(-1, 1, d), H.view(-1, n, d).transpose(1, 2), out=gC[s:e].view(-1, 1, n))
             torch.bmm(B[s:e].view(-1, 1, n), Gb.view(-1, n, d), out=gX[s:e].view(-1, 1, d))
             torch.bmm(X[s:e].view(-1, 1, d), Gb.view(-1, n, d).transpose(1, 2), out=gB[s:e].view(-1, 1, n))
             # d loss / d decay_t = g_t * h_{t-1}; decay = exp(dt A) turns it into Q = g_t * decay_t * h_{t-1}
-            torch.mul(Gb, decay[s:e], out=Qb)
-            g = Gb[0].clone() if s else Gb[0] * decay[0]  # carried to the previous block; at s = 0: h0's
-            Qb[1:].mul_(H[s:e - 1])
-            Qb[0].mul_(H[s - 1] if s else h0)
+            torch.mul(Gb, decay, out=Qb)
+            g = Gb[0].clone() if j else Gb[0] * decay[0]  # carried to the previous block; at j = 0: h0's
+            Qb[1:].mul_(H[:-1])
+            Qb[0].mul_(states[j - 1][-1] if j else h0)
             torch.sum(torch.mul(Qb, At, out=Gb), dim=2, out=gdt[s:e])
             gAt += Qb.mul_(dt[s:e, :, None, :]).sum((0, 1))
         gx = (gX * dt).transpose(0, 1)
