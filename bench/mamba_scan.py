@@ -2,12 +2,14 @@
 
     python bench/mamba_scan.py [--d-model 128] [--seq 256] [--batch 16] [--threads 1]
 
-Prints the best of a few interleaved repeats per layer and the ratio to attention.
+Prints the best, median and worst of interleaved repeats per layer (the spread shows how much a shared
+machine disturbed the run) and the ratio of best and of median times to the first layer (attention).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -39,17 +41,19 @@ def main() -> None:
     torch.manual_seed(0)
     mods = {n: layer(n, a.d_model) for n in a.layers}
     x = torch.randn(a.batch, a.seq, a.d_model, requires_grad=True)
-    best = {n: float("inf") for n in mods}
+    times: dict[str, list[float]] = {n: [] for n in mods}
     for r in range(a.repeats + 1):  # the first round warms up
         for n, m in mods.items():
             t = time.perf_counter()
             m(x).sum().backward()
             if r:
-                best[n] = min(best[n], time.perf_counter() - t)
-    base = best[a.layers[0]]
-    for n in mods:
-        print(f"{n:8s} fwd+bwd {best[n] * 1e3:8.1f} ms   x{best[n] / base:5.2f} vs {a.layers[0]}")
-
+                times[n].append(time.perf_counter() - t)
+    base = a.layers[0]
+    for n, ts in times.items():
+        best, med = min(ts), statistics.median(ts)
+        print(f"{n:8s} fwd+bwd best {best * 1e3:8.1f} ms  median {med * 1e3:8.1f} ms  worst {max(ts) * 1e3:8.1f} ms"
+              f"   x{best / min(times[base]):5.2f} (best)  x{med / statistics.median(times[base]):5.2f} (median)"
+              f" vs {base}")
 
 if __name__ == "__main__":
     main()
