@@ -1,9 +1,9 @@
 """Scaling laws end to end on CPU: real pretrain runs of two architectures at several widths, then
 `aira eval scaling` on them.
 
-    python bench/scaling_cpu.py --quick --jobs 2                 # 3 widths x 2 archs, ~6 min on 2 cores
-    python bench/scaling_cpu.py --jobs 2                         # 4 widths x 2 archs, ~25 min on 2 cores
-    python bench/scaling_cpu.py --jobs 2 --out /tmp/scaling-cpu  # resumable: finished runs are skipped
+    python bench/scaling_cpu.py --quick --jobs 2                # 3 widths x 2 archs: 13 min, loaded box
+    python bench/scaling_cpu.py --jobs 2                        # 4 widths x 2 archs: ~24 min there
+    python bench/scaling_cpu.py --jobs 2 --out /tmp/scaling-cpu # resumable: finished runs are skipped
 
 Architectures (configs/pretrain/scaling-cpu/): "llama" (4 attn/mlp blocks, the baseline) and "hybrid"
 (the same with the 1st and 3rd attention layers replaced by GLA). Each width d_model is one run through the
@@ -78,12 +78,14 @@ def plan(mode: str, out: Path, tokens_per_param: float, val_points: int) -> list
     runs = []
     for arch, config in ARCHS.items():
         for d in WIDTHS[mode]:
-            cfg = load_config(str(config), [f"model.spec.d_model={d}", f"train.tokens_per_param={tokens_per_param}"])
+            overrides = [f"model.spec.d_model={d}", f"train.tokens_per_param={tokens_per_param}"]
+            cfg = load_config(str(config), overrides)
             spec = resolve_spec(cfg)
             n = count_params(spec)
             steps = cfg.steps_for(n)
-            runs.append(Run(arch, d, out / "runs" / f"{arch}-d{d}", n, train_flops_per_token(spec, cfg.data.seq_len),
-                            steps, max(5, round(steps / val_points)), cfg.train.batch_size * cfg.data.seq_len))
+            runs.append(Run(arch, d, out / "runs" / f"{arch}-d{d}", n,
+                            train_flops_per_token(spec, cfg.data.seq_len), steps,
+                            max(5, round(steps / val_points)), cfg.train.batch_size * cfg.data.seq_len))
     return sorted(runs, key=lambda r: -r.compute)
 
 
@@ -104,27 +106,37 @@ def command(run: Run) -> list[str]:
     if (run.run_dir / "checkpoints" / "latest").exists():
         return [sys.executable, "-m", "pretrain", "resume", str(run.run_dir)]
     if run.run_dir.exists():
-        # No checkpoint: nothing to resume from. metrics.jsonl is appended to, so start from an empty directory.
+        # No checkpoint to resume from; metrics.jsonl is appended to, so start from an empty directory.
         shutil.rmtree(run.run_dir)
     return [sys.executable, "-m", "pretrain", "run", str(ARCHS[run.arch]), *run.overrides()]
 
 
 def train(run: Run, log_dir: Path) -> dict:
-    """Train (or skip, or resume) one run; the record that goes into runs-MODE.json."""
+    """Train (or skip, or resume) one run; the record that goes into runs-MODE.json.
+
+    A trained run's record is also kept as LOG_DIR/NAME.json, so that a later invocation that skips the run
+    still reports how long it took.
+    """
     record = {**asdict(run), "run_dir": str(run.run_dir)}
+    saved = log_dir / f"{run.name}.json"
     done = final_val(run)
     if done is not None:
-        return {**record, "status": "skipped (complete)", "wall_s": None, "final_val_loss": done["val_loss"]}
+        earlier = json.loads(saved.read_text()) if saved.exists() else {"wall_s": None}
+        return {**record, "status": "skipped (complete)", "wall_s": earlier["wall_s"],
+                "final_val_loss": done["val_loss"]}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # 1 thread per run (train.threads=1)
     log = log_dir / f"{run.name}.log"
     start = time.perf_counter()
     with open(log, "w") as fh:
-        rc = subprocess.run(command(run), check=False, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(command(run), check=False, cwd=ROOT, env=env, stdout=fh,
+                            stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     done = final_val(run)
     if rc != 0 or done is None:
         return {**record, "status": f"FAILED (exit {rc}; log {log})", "wall_s": wall, "final_val_loss": None}
-    return {**record, "status": "trained", "wall_s": wall, "final_val_loss": done["val_loss"]}
+    record = {**record, "status": "trained", "wall_s": wall, "final_val_loss": done["val_loss"]}
+    saved.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def train_all(runs: list[Run], jobs: int, log_dir: Path) -> list[dict]:
@@ -135,7 +147,7 @@ def train_all(runs: list[Run], jobs: int, log_dir: Path) -> list[dict]:
         rec = train(run, log_dir)
         with lock:
             finished.append(rec)
-            wall = "" if rec["wall_s"] is None else f" in {rec['wall_s']:.0f} s"
+            wall = "" if rec["wall_s"] is None else f" ({rec['wall_s']:.0f} s of training)"
             loss = "" if rec["final_val_loss"] is None else f", final val loss {rec['final_val_loss']:.4f}"
             print(f"[{len(finished)}/{len(runs)}] {run.name}: {run.params:,} params, {run.steps} steps, "
                   f"C = {run.compute:.2e} FLOPs: "
@@ -147,19 +159,22 @@ def train_all(runs: list[Run], jobs: int, log_dir: Path) -> list[dict]:
 
 
 def report(runs: list[Run], out: Path, bootstrap: int) -> int:
-    cmd = [sys.executable, "-m", "eval", "scaling", *(str(r.run_dir) for r in runs), "--baseline", next(iter(ARCHS)),
-           *(a for arch in ARCHS for a in ("--name", f"{arch}-d*={arch}")), "--out", str(out),
-           "--bootstrap", str(bootstrap)]
+    names = [a for arch in ARCHS for a in ("--name", f"{arch}-d*={arch}")]
+    cmd = [sys.executable, "-m", "eval", "scaling", *(str(r.run_dir) for r in runs),
+           "--baseline", next(iter(ARCHS)), *names, "--out", str(out), "--bootstrap", str(bootstrap)]
     print("$ " + " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd, check=False, cwd=ROOT).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help=f"widths {WIDTHS['quick']} instead of {WIDTHS['full']}")
-    p.add_argument("--out", type=Path, default=ROOT / "runs/scaling-cpu", help="runs and reports (default runs/scaling-cpu)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"widths {WIDTHS['quick']} instead of {WIDTHS['full']}")
+    p.add_argument("--out", type=Path, default=ROOT / "runs/scaling-cpu",
+                   help="runs and reports (default runs/scaling-cpu)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (1 torch thread each)")
-    p.add_argument("--tokens-per-param", type=float, default=5.0, help="training tokens per parameter (default 5)")
+    p.add_argument("--tokens-per-param", type=float, default=5.0,
+                   help="training tokens per parameter (default 5)")
     p.add_argument("--val-points", type=int, default=16, help="validation points per run (default 16)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates of the scaling fits")
     p.add_argument("--no-report", action="store_true", help="train only")
@@ -174,16 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         if cfg_path.exists():
             old = load_config(str(cfg_path), []).train
             if (old.steps, old.val_every) != (run.steps, run.val_every):
-                print(f"error: {run.run_dir} was trained with steps={old.steps} val_every={old.val_every}, this grid "
-                      f"wants {run.steps} / {run.val_every}; pass another --out or delete it", file=sys.stderr)
+                print(f"error: {run.run_dir} was trained with steps={old.steps} val_every={old.val_every}, "
+                      f"this grid wants {run.steps} / {run.val_every}; pass another --out or delete it",
+                      file=sys.stderr)
                 return 2
     log_dir = out / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{mode}: {len(runs)} runs, {args.jobs} at a time, {args.tokens_per_param} tokens/param -> {out}", flush=True)
+    print(f"{mode}: {len(runs)} runs, {args.jobs} at a time, {args.tokens_per_param} tokens/param -> {out}",
+          flush=True)
     start = time.perf_counter()
     records = train_all(runs, args.jobs, log_dir)
     wall = time.perf_counter() - start
-    (out / f"runs-{mode}.json").write_text(json.dumps({"wall_s": wall, "jobs": args.jobs, "runs": records}, indent=1))
+    summary = {"wall_s": wall, "jobs": args.jobs, "runs": records}  # wall_s: this invocation's training
+    (out / f"runs-{mode}.json").write_text(json.dumps(summary, indent=1))
     failed = [Path(r["run_dir"]).name for r in records if r["final_val_loss"] is None]
     print(f"training: {wall:.0f} s wall for {len(runs)} runs ({args.jobs} at a time)", flush=True)
     if failed:
