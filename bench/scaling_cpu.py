@@ -126,15 +126,16 @@ def train(run: Run, log_dir: Path) -> dict:
                 "final_val_loss": done["val_loss"]}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # 1 thread per run (train.threads=1)
     log = log_dir / f"{run.name}.log"
+    cmd = command(run)
     start = time.perf_counter()
     with open(log, "w") as fh:
-        rc = subprocess.run(command(run), check=False, cwd=ROOT, env=env, stdout=fh,
-                            stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     done = final_val(run)
     if rc != 0 or done is None:
         return {**record, "status": f"FAILED (exit {rc}; log {log})", "wall_s": wall, "final_val_loss": None}
-    record = {**record, "status": "trained", "wall_s": wall, "final_val_loss": done["val_loss"]}
+    status = "resumed from its checkpoint" if cmd[3] == "resume" else "trained"
+    record = {**record, "status": status, "wall_s": wall, "final_val_loss": done["val_loss"]}
     saved.write_text(json.dumps(record, indent=1))
     return record
 
