@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
@@ -118,6 +119,7 @@ class _SelectiveScan(torch.autograd.Function):
         return y.transpose(0, 1), h.transpose(1, 2).contiguous()
 
     @staticmethod
+    @once_differentiable  # the backward is in-place tensor code: a double backward would be wrong, so it errors
     def backward(ctx, gy: torch.Tensor, gh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, dt, At, B, C, h0, X, *saved = ctx.saved_tensors
         decays, states = saved[: len(saved) // 2], saved[len(saved) // 2:]
