@@ -1,7 +1,7 @@
 """Scaling laws end to end on CPU: real pretrain runs of two architectures at several widths, then
 `aira eval scaling` on them.
 
-    python bench/scaling_cpu.py --quick --jobs 2                # 3 widths x 2 archs: 13 min, loaded box
+    python bench/scaling_cpu.py --quick --jobs 2                # 3 widths x 2 archs: 11-13 min, loaded box
     python bench/scaling_cpu.py --jobs 2                        # 4 widths x 2 archs: ~24 min there
     python bench/scaling_cpu.py --jobs 2 --out /tmp/scaling-cpu # resumable: finished runs are skipped
 
