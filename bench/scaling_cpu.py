@@ -129,7 +129,8 @@ def train(run: Run, log_dir: Path) -> dict:
     cmd = command(run)
     start = time.perf_counter()
     with open(log, "w") as fh:
-        rc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    rc = proc.returncode
     wall = time.perf_counter() - start
     done = final_val(run)
     if rc != 0 or done is None:
