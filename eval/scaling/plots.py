@@ -100,8 +100,6 @@ def isoflop(fits: dict[str, ArchFit], path: Path, bins_per_decade: int = ISOFLOP
     data = {arch: c for arch, f in fits.items() if (c := isoflop_curves(f, bins_per_decade))}
     if not data:
         return None
-    from matplotlib.ticker import NullFormatter
-
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(data), figsize=(5 * len(data), 4), squeeze=False)
     for ax, (arch, curves) in zip(axes[0], data.items()):
@@ -109,7 +107,8 @@ def isoflop(fits: dict[str, ArchFit], path: Path, bins_per_decade: int = ISOFLOP
             n, loss = zip(*pts)
             ax.plot(n, loss, "o-", color=color, ms=4, label=f"C ≈ {centre:.2g}")
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title=f"IsoFLOP: {arch}")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        # Matplotlib's default log formatter labels minor ticks when the sizes span under a decade
+        # (small ladders do); hiding them left a single labelled tick.
         ax.legend(fontsize=7)
     return _save(fig, path)
 

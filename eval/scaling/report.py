@@ -37,6 +37,10 @@ def fmt(x: float) -> str:
         return "n/a"
     if math.isinf(x):
         return "∞" if x > 0 else "-∞"
+    if x != 0 and abs(x) < 1e-6:
+        # A fitted floor E driven to its bound (the data show no floor) comes out as 1e-9 or 1e-188;
+        # four significant digits of that read like a bug.
+        return f"≈0 ({x:.1e})"
     return f"{x:.4g}"
 
 

@@ -228,3 +228,12 @@ def test_cli_reports_a_point_fit_without_intervals_when_the_frontier_is_too_smal
     assert big["power"]["b"]["lo"] < big["power"]["b"]["value"] < big["power"]["b"]["hi"]
     cmp = fits["comparisons"]["small"]
     assert cmp["slope_ratio"]["lo"] is None and "small" in cmp["intervals_unavailable"]
+
+
+def test_a_floor_driven_to_its_bound_prints_as_about_zero():
+    from eval.scaling.report import fmt
+
+    assert fmt(1.9e-9) == "≈0 (1.9e-09)"
+    assert fmt(8.1e-188).startswith("≈0")
+    assert fmt(1.0823) == "1.082"
+    assert fmt(0.0) == "0"
