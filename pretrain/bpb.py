@@ -4,14 +4,21 @@ Validation reports bits per byte = (sum of nats over the scored target tokens) /
 those very tokens decode to), so the number is comparable across tokenizers. A token's byte length is
 read from the tokenizer's vocabulary, not from decoding the id alone: a byte-level BPE piece may be half
 of a multi-byte character, which decodes on its own to U+FFFD (3 bytes) instead of the 1 byte it is.
+
+Some tokenizers put a space in front of every text they encode (Llama 2 / Mistral's "▁" prefix, a byte-level
+BPE with add_prefix_space): that byte is not in the corpus, so `TargetBytes` takes it off at each document
+start. (A tokenizer that adds it only to texts not already starting with a space makes this one byte short
+for a document that does start with one; no id sequence tells the two apart.)
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from pretrain.errors import PretrainError
 from pretrain.tokenizer import BPETokenizer, ByteTokenizer, HFAutoTokenizer, Tokenizer
@@ -36,6 +43,33 @@ def token_bytes(tok: Tokenizer) -> np.ndarray:
         return _from_pieces(tok.tok.convert_ids_to_tokens(list(range(tok.vocab_size))), special, byte_level=False)
     raise PretrainError(f"bits per byte: no byte lengths for the tokenizer {tok.name!r} "
                         f"({type(tok).__name__}); add it to pretrain/bpb.py")
+
+
+def prefix_bytes(tok: Tokenizer, table: np.ndarray) -> int:
+    """UTF-8 bytes the tokenizer adds in front of an encoded text (1 for a prefix space, else 0)."""
+    probe = "a"  # a letter every vocabulary has, so the probe is never an unknown token
+    return max(0, int(table[tok.encode(probe)].sum()) - len(probe.encode("utf-8")))
+
+
+@dataclass
+class TargetBytes:
+    """Counts the UTF-8 bytes of corpus text that a batch of scored target tokens stands for."""
+
+    table: torch.Tensor  # int64 (vocab_size,): bytes per token id (`token_bytes`)
+    eos_id: int  # end-of-text: the token after it starts a document
+    prefix: int  # bytes the tokenizer puts before each document (`prefix_bytes`), not corpus text
+
+    @classmethod
+    def of(cls, tok: Tokenizer) -> TargetBytes:
+        table = token_bytes(tok)
+        return cls(torch.from_numpy(table), tok.eos_id, prefix_bytes(tok, table))
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> int:
+        """Bytes of `targets` (ids, any shape); `inputs` are the tokens before them, same shape."""
+        n = int(self.table[targets].sum())
+        if self.prefix:  # a target after end-of-text (other than an empty document's eos) carries the prefix
+            n -= self.prefix * int(((inputs == self.eos_id) & (targets != self.eos_id)).sum())
+        return n
 
 
 def _from_tokenizers(hf_tok, vocab_size: int) -> np.ndarray:

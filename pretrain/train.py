@@ -84,11 +84,11 @@ def _quiet_deepspeed() -> None:
 
 @torch.no_grad()
 def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: DistEnv,
-             token_bytes: torch.Tensor) -> tuple[float, float]:
+             target_bytes: bpb.TargetBytes) -> tuple[float, float]:
     """(mean val loss in nats per token, bits per byte) over all ranks.
 
     Bits per byte = the nats of the scored targets / (ln 2 x the UTF-8 bytes those very targets decode
-    to, from `token_bytes`: pretrain.bpb), exact for any tokenizer, not a split-wide bytes/token ratio.
+    to, from `target_bytes`: pretrain.bpb), not a split-wide bytes/token ratio.
     Each rank scores its share of the windows (padding batches keep every rank in every forward, as
     ZeRO-3 needs, and count for nothing); the sums of nats, targets and bytes are all-reduced.
     """
@@ -98,7 +98,7 @@ def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: 
                                        env.world_size):
         loss = engine(x.to(device), y.to(device)).loss
         if real:
-            sums += torch.tensor([float(loss) * y.numel(), y.numel(), int(token_bytes[y].sum())],
+            sums += torch.tensor([float(loss) * y.numel(), y.numel(), target_bytes(x, y)],
                                  dtype=torch.float64)
     engine.train()
     dist.all_reduce(sums)
@@ -200,7 +200,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
         if resume_tag is not None:
             MetricsLog.truncate(run_dir / "metrics.jsonl", start)
 
-    token_bytes = torch.from_numpy(bpb.token_bytes(tok))
+    target_bytes = bpb.TargetBytes.of(tok)
     mb, seq = cfg.train.micro_batch_size, cfg.data.seq_len
     batch_tokens = cfg.train.batch_size * seq
     flops_per_token = train_flops_per_token(spec, seq)
@@ -285,7 +285,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
                 _say(env, f"step {done}/{steps} loss {loss_mean:.4f} lr {lr:.2e} grad_norm "
                           f"{record['grad_norm'] or 0:.3f} {tps:,.0f} tok/s mfu {100 * (record['mfu'] or 0):.2f}%")
             if done % cfg.train.val_every == 0 or done == steps:
-                val_loss, val_bpb = validate(engine, data, cfg, device, env, token_bytes)
+                val_loss, val_bpb = validate(engine, data, cfg, device, env, target_bytes)
                 log.write({"kind": "val", "step": done, "tokens": done * batch_tokens, "val_loss": val_loss,
                            "val_bpb": val_bpb})
                 _say(env, f"step {done}: val loss {val_loss:.4f}, {val_bpb:.4f} bits per byte")
