@@ -23,6 +23,7 @@ from tqdm import tqdm
 from compose.data import TokenData
 from models.errors import SpecError
 from models.lm import CausalLM, bits_per_byte, build_lm
+from models.optim import param_groups
 from models.spec import ArchSpec
 
 
@@ -165,9 +166,7 @@ def spec_flops_per_token(spec: ArchSpec, seq_len: int) -> float:
 
 
 def _optimizer(model: CausalLM, cfg: ProxyConfig, device: torch.device) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, cfg.weight_decay)  # the rule pretraining uses, so proxies rank alike
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=device.type == "cuda")
 
 

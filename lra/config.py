@@ -78,6 +78,7 @@ class TrainConfig:
     warmup_steps: int | None = None
     max_steps: int | None = None
     min_lr_ratio: float = 0.0  # cosine decays to lr * this
+    ssm_lr: float | None = None  # lr of the SSM params s4d marks (A, dt; no decay); None = recipe's, else lr
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0
@@ -151,6 +152,9 @@ RECIPES: dict[str, dict[str, dict]] = {
                       batch_size=64, lr=0.004, weight_decay=0.03, warmup_steps=2500, max_steps=500000),
     },
 }
+# S4 trains its SSM's A, B, dt at min(0.001, lr) without weight decay (state-spaces/s4 example.py, `lr` of
+# its layers): train.ssm_lr left None takes min(this, train.lr) for the recipe.
+SSM_LR = {"s4": 0.001}
 # S4's warmup for listops / imdb / cifar is the scheduler default, not in the experiment files: 1000
 # here is our choice (unverified).
 BUDGETS = ("full", "short")
@@ -175,6 +179,8 @@ def resolve(cfg: LRAConfig) -> LRAConfig:
     train = dataclasses.replace(cfg.train, **{
         k: recipe[k] for k in ("batch_size", "lr", "weight_decay", "warmup_steps", "max_steps")
         if getattr(cfg.train, k) is None})
+    if train.ssm_lr is None and cfg.recipe in SSM_LR:
+        train = dataclasses.replace(train, ssm_lr=min(SSM_LR[cfg.recipe], train.lr))
     data = cfg.data
     if cfg.budget == "short":
         s = cfg.short
@@ -209,6 +215,8 @@ def _check(cfg: LRAConfig) -> None:
     for k in ("batch_size", "max_steps", "val_every"):
         if getattr(cfg.train, k) <= 0:
             raise LRAError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
+    if cfg.train.ssm_lr is not None and not cfg.train.ssm_lr > 0:
+        raise LRAError(f"train.ssm_lr must be a positive learning rate (or null: train.lr), got {cfg.train.ssm_lr}")
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LRAConfig:

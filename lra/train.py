@@ -28,6 +28,7 @@ from lra.data import LRADataset, collate, load_dataset
 from lra.errors import LRAError
 from lra.model import baseline_spec, build_model, logits
 from lra.tasks import LRATask, get_task
+from models.optim import param_groups
 from models.presets import load_spec
 
 SPLITS = ("train", "val", "test")
@@ -133,12 +134,12 @@ class LRAModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.train
-        # No weight decay on norms, biases and the embedding table (the usual AdamW split).
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=(t.beta1, t.beta2))
+        # The embedding table is not decayed: this trainer's choice from the start, kept. It is neither
+        # reference's: the LRA release's Flax Adam decays every parameter, S4 decays all but biases, norms
+        # and its SSM's A, B, dt. S4's A and dt (the "ssm" lr group s4d marks) train at train.ssm_lr.
+        lr = None if t.ssm_lr is None else {"ssm": t.ssm_lr}
+        groups = param_groups(self.model, t.weight_decay, decay_embeddings=False, lr=lr)
+        opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, partial(cosine_with_warmup, warmup=t.warmup_steps, total=t.max_steps, min_ratio=t.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

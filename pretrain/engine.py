@@ -14,6 +14,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from models.lm import CausalLM, build_lm
+from models.optim import param_groups
 from models.spec import ArchSpec
 from pretrain.config import RunConfig
 from pretrain.schedule import lr_multiplier
@@ -46,12 +47,6 @@ def ds_config(cfg: RunConfig, world_size: int, dtype: str) -> dict[str, Any]:
     }
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _checkpoint_layers(model: CausalLM) -> None:
     """Recompute each layer's activations during backward instead of storing them.
 
@@ -78,7 +73,7 @@ def build_engine(model: CausalLM, cfg: RunConfig, steps: int, world_size: int, d
     import deepspeed
 
     o = cfg.optim
-    groups = _param_groups(model, o.weight_decay)
+    groups = param_groups(model, o.weight_decay)  # matrices, embeddings decay; norms, biases, SSM A, D not
     if cfg.train.offload_optimizer and torch.cuda.is_available():
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.optim import no_weight_decay
 from models.primitives.conv import causal_depthwise_conv
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
@@ -110,8 +111,9 @@ class GatedDeltaNet(Primitive):
         self.a_proj = nn.Linear(d_model, H, bias=False)   # decay step size
         self.b_proj = nn.Linear(d_model, H, bias=False)   # delta-rule strength beta
         self.qkv_conv = nn.Conv1d(2 * dk + dv, 2 * dk + dv, cfg.d_conv, groups=2 * dk + dv, bias=False)
-        self.A_log = nn.Parameter(torch.empty(H))
-        self.dt_bias = nn.Parameter(torch.empty(H))
+        # The decay's A and dt bias are not weights: no weight decay, as fla's GatedDeltaNet marks them.
+        self.A_log = no_weight_decay(nn.Parameter(torch.empty(H)))
+        self.dt_bias = no_weight_decay(nn.Parameter(torch.empty(H)))
         self.norm_weight = nn.Parameter(torch.ones(dv // H))  # shared by the heads, as in fla
         self.o_proj = nn.Linear(dv, d_model, bias=False)
         self._init_decay()

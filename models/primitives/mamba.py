@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from models.optim import no_weight_decay
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 
@@ -224,8 +225,10 @@ class Mamba(Primitive):
         self.conv1d = nn.Conv1d(di, di, cfg.d_conv, groups=di, bias=cfg.conv_bias)
         self.x_proj = nn.Linear(di, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, di, bias=True)
-        self.A_log = nn.Parameter(torch.empty(di, n))
-        self.D = nn.Parameter(torch.empty(di))
+        # A_log and D are not weights: decaying them pulls A towards -1 and the skip towards 0 (mamba-ssm
+        # exempts both; A_log is 2-D, so the shape rule alone would decay it).
+        self.A_log = no_weight_decay(nn.Parameter(torch.empty(di, n)))
+        self.D = no_weight_decay(nn.Parameter(torch.empty(di)))
         self.out_proj = nn.Linear(di, d_model, bias=cfg.bias)
         self._init_ssm()
 

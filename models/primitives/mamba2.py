@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.optim import no_weight_decay
 from models.primitives.mamba import causal_conv, inverse_softplus, sample_dt
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
@@ -157,9 +158,10 @@ class Mamba2(Primitive):
         self.d_inner, self.n_heads, self.conv_dim = di, h, conv_dim
         self.in_proj = nn.Linear(d_model, di + conv_dim + h, bias=cfg.bias)
         self.conv1d = nn.Conv1d(conv_dim, conv_dim, cfg.d_conv, groups=conv_dim, bias=cfg.conv_bias)
-        self.dt_bias = nn.Parameter(torch.empty(h))
-        self.A_log = nn.Parameter(torch.empty(h))
-        self.D = nn.Parameter(torch.empty(h))
+        # The SSM's own parameters are not weights (mamba-ssm exempts all three from weight decay).
+        self.dt_bias = no_weight_decay(nn.Parameter(torch.empty(h)))
+        self.A_log = no_weight_decay(nn.Parameter(torch.empty(h)))
+        self.D = no_weight_decay(nn.Parameter(torch.empty(h)))
         self.norm = GatedRMSNorm(di, di // cfg.n_groups, cfg.norm_eps, cfg.norm_before_gate)
         self.out_proj = nn.Linear(di, d_model, bias=cfg.bias)
         self._init_ssm()

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.optim import no_weight_decay
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
 INITS = ("lin", "inv")
@@ -78,9 +79,12 @@ class S4D(Primitive):
     def __init__(self, d_model: int, cfg: S4DConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)
         H, M = d_model, cfg.d_state // 2
-        self.log_dt = nn.Parameter(torch.empty(H))
-        self.log_A_real = nn.Parameter(torch.empty(H, M))  # Re A = -exp(log_A_real) < 0: a stable SSM
-        self.A_imag = nn.Parameter(torch.empty(H, M))
+        # A and dt: no weight decay and their own lr group, as S4 registers them (trainers may give the
+        # "ssm" group a smaller lr, S4's min(0.001, lr)); C and D are ordinary parameters there.
+        self.log_dt = no_weight_decay(nn.Parameter(torch.empty(H)), lr_group="ssm")
+        # Re A = -exp(log_A_real) < 0: a stable SSM
+        self.log_A_real = no_weight_decay(nn.Parameter(torch.empty(H, M)), lr_group="ssm")
+        self.A_imag = no_weight_decay(nn.Parameter(torch.empty(H, M)), lr_group="ssm")
         self.C = nn.Parameter(torch.empty(H, M, 2))  # complex C as (real, imag)
         self.D = nn.Parameter(torch.empty(H))
         self.out_proj = nn.Linear(H, 2 * H if cfg.glu else H, bias=cfg.bias)
