@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from models.optim import no_weight_decay
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
@@ -120,8 +119,15 @@ class _SelectiveScan(torch.autograd.Function):
         return y.transpose(0, 1), h.transpose(1, 2).contiguous()
 
     @staticmethod
-    @once_differentiable  # the backward is in-place tensor code: a double backward would be wrong, so it errors
     def backward(ctx, gy: torch.Tensor, gh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # Not once_differentiable: it only errors when the incoming gradients carry a graph, so with a
+        # constant one (a gradient penalty on y * y.detach(), a Hessian-vector product) it would hand back
+        # graph-less gradients and the second-order term through the scan would silently be zero.
+        if torch.is_grad_enabled():  # the engine enables grad mode in a backward only for create_graph=True
+            raise RuntimeError(
+                "the PyTorch Mamba-1 selective_scan has no double backward (its backward is hand-written "
+                "in-place code): take its gradients with create_graph=False, or use another mixer for "
+                "second-order derivatives")
         x, dt, At, B, C, h0, X, *saved = ctx.saved_tensors
         decays, states = saved[: len(saved) // 2], saved[len(saved) // 2:]
         L, b, d = x.shape

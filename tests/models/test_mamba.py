@@ -223,3 +223,17 @@ def test_formulas_and_checks():
     assert Mamba2.check(32, Mamba2Config(head_dim=16, n_groups=3))[0][0] == "n_groups"
     assert Mamba.check(32, MambaConfig(dt_min=0.5, dt_max=0.1))[0][0] == "dt_min"
     assert math.isclose(Mamba.flops_per_token(32, MambaConfig(), 7), Mamba.flops_per_token(32, MambaConfig(), 700))
+
+
+def test_mamba1_scan_double_backward_raises_instead_of_dropping_the_second_order_term():
+    # create_graph=True through the hand-written (non-differentiable) backward must fail loudly: returning
+    # first-order gradients without a graph would make a gradient penalty's scan term silently zero.
+    x, dt, A, B, C = mamba1_inputs(2, 9, 3, 2)
+    dt.requires_grad_()
+    y, _ = selective_scan(x, dt, A, B, C, chunk_size=4)
+    with pytest.raises(RuntimeError, match="create_graph"):
+        torch.autograd.grad((y * y.detach()).sum(), dt, create_graph=True)
+    # A first-order gradient still works.
+    y, _ = selective_scan(x, dt, A, B, C, chunk_size=4)
+    (g,) = torch.autograd.grad(y.sum(), dt)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
