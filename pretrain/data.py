@@ -85,14 +85,19 @@ def open_hf(source: str, text_field: str, files: list[str] | None = None) -> tup
         raise PretrainError(f"data.source: could not load {source!r}: {type(e).__name__}: {e}") from None
 
 
-def hf_rows(ds, source: str, text_field: str) -> Iterator[tuple[str, str]]:
-    """(content hash, text) of the non-empty documents of a dataset from `open_hf`."""
+def hf_rows(ds, source: str, text_field: str, allow_empty: bool = False) -> Iterator[tuple[str, str]]:
+    """(content hash, text) of the non-empty documents of a dataset from `open_hf`.
+
+    allow_empty: `ds` is one rank's part of the source, which may be empty (the caller says so, per rank).
+    """
     try:
         rows = iter(ds)
         first = next(rows, None)
     except Exception as e:  # noqa: BLE001  (as in open_hf: the first read is where a bad source shows)
         raise PretrainError(f"data.source: could not load {source!r}: {type(e).__name__}: {e}") from None
     if first is None:
+        if allow_empty:
+            return
         raise PretrainError(f"data.source: {source!r} has no documents")
     if text_field not in first:
         raise PretrainError(f"data.text_field: {source!r} has no field {text_field!r}; it has {', '.join(first)}")

@@ -66,7 +66,7 @@ def plan_shard(cfg: DataConfig, rank: int, world_size: int) -> Shard:
         mine = split_dataset_by_node(ds, rank, world_size)  # whole shards when n % W == 0, else examples
         how = (f"whole shards, {n // world_size} of {n} per process" if n % world_size == 0 else
                f"one example in {world_size} per process ({n} shards do not divide by {world_size})")
-        return Shard(lambda: hf_rows(mine, cfg.source, field), False, f"split_dataset_by_node: {how}")
+        return Shard(lambda: hf_rows(mine, cfg.source, field, allow_empty=True), False, f"split_dataset_by_node: {how}")
     files = source_files(cfg)
     if len(files) % world_size == 0:
         own = files[rank::world_size]

@@ -227,3 +227,15 @@ def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp
         return [(r["kind"], r["step"], r.get("loss"), r.get("grad_norm"), r.get("val_loss")) for r in records]
 
     assert curve(_records(run_dir)) == curve(full)  # the very same losses, not merely close ones
+
+
+def test_a_rank_with_an_empty_hub_share_is_told_so(tmp_path):
+    # 2 one-row shards over 3 ranks: split by examples, rank 2 gets none. The source itself has documents,
+    # so the error must be about the rank's share, not "the source has no documents".
+    for f in range(2):
+        (tmp_path / f"part-{f}.jsonl").write_text(json.dumps({"text": f"the only row of shard {f}"}) + "\n")
+    cfg = DataConfig(source=f"hf:{tmp_path}", seq_len=8, streaming=True, shuffle_docs=4, val_fraction=0.0)
+    for rank in (0, 1):
+        assert TokenStream(cfg, ByteTokenizer(), seed=0, rank=rank, world_size=3).window().size == 9
+    with pytest.raises(PretrainError, match="rank 2 of 3 got no training documents.*fewer processes"):
+        TokenStream(cfg, ByteTokenizer(), seed=0, rank=2, world_size=3).window()
