@@ -146,9 +146,13 @@ def test_zero_stage_trains_and_loss_goes_down(runs, stage):
     assert [r["step"] for r in train_recs] == list(range(1, STEPS + 1))
     first, last = train_recs[0]["loss"], np.mean([r["loss"] for r in train_recs[-4:]])
     assert first == pytest.approx(np.log(VOCAB), abs=0.25)  # untrained: close to uniform over the vocab
-    assert last < first - 1.0, (first, last)
+    # Measured over train.seed 0-4 (ZeRO-1, this tokenizer): the mean of the last 4 losses is 1.08-1.30 nats
+    # below the first (seed 0: 1.28; the unigram entropy of the data is 1.16 below ln V), the last val loss
+    # 0.20-0.39 below the first. A 1.0 / 0.2 margin passed seed 1 by 0.08 / 0.005; these keep ~1/3 headroom
+    # over the worst seed and still fail a run that does not learn (lr 0: no drop).
+    assert last < first - 0.7, (first, last)
     val = records(run_dir, "val")
-    assert [r["step"] for r in val] == [6, 12, 18, 24] and val[-1]["val_loss"] < val[0]["val_loss"] - 0.2
+    assert [r["step"] for r in val] == [6, 12, 18, 24] and val[-1]["val_loss"] < val[0]["val_loss"] - 0.12
     for r in train_recs:
         assert r["tokens_per_s"] > 0 and r["mfu"] > 0 and r["mem_bytes"] > 0 and r["grad_norm"] > 0 and r["lr"] > 0
     meta = json.loads((run_dir / "checkpoints" / "step-00000024" / "meta.json").read_text())
