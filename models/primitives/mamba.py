@@ -187,10 +187,11 @@ def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.
     return _SelectiveScan.apply(x, dt, A, B, C, h0, block)
 
 
-def _masked_dt(dt_lin: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """softplus(dt_lin + bias) in fp32, 0 at padded steps: decay exp(0 * A) = 1 and input 0 * x = 0, so a
+def _masked_dt(dt_lin: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """softplus(dt_lin + bias) in `dtype`, 0 at padded steps: decay exp(0 * A) = 1 and input 0 * x = 0, so a
     padded step leaves the state as it was and real positions never see padding, wherever it sits."""
-    return F.softplus(dt_lin.float() + bias.float()) * mask.unsqueeze(-1)
+    return F.softplus(dt_lin.to(dtype) + bias.to(dtype)) * mask.unsqueeze(-1)
 
 
 _FAST: dict[str, object] = {}
@@ -262,7 +263,9 @@ class Mamba(Primitive):
         xs = causal_conv(self.conv1d, xs, state)
         dt_low, B, C = self.x_proj(xs).split([self.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         dt_lin = F.linear(dt_low, self.dt_proj.weight)
-        A = -torch.exp(self.A_log.float())
+        # The SSM runs in fp32 whatever the model dtype, in fp64 for an fp64 model (exact checks in tests).
+        ssm_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        A = -torch.exp(self.A_log.to(ssm_dtype))
         h0 = None if state is None else state.get("ssm")
         fast = _cuda_scan() if x.is_cuda and h0 is None else None
         if fast is not None:
@@ -278,13 +281,13 @@ class Mamba(Primitive):
         else:
             with torch.autocast(x.device.type, enabled=False):
                 if mask is None:
-                    dt = F.softplus(dt_lin.float() + self.dt_proj.bias.float())
+                    dt = F.softplus(dt_lin.to(ssm_dtype) + self.dt_proj.bias.to(ssm_dtype))
                 else:
-                    dt = _masked_dt(dt_lin, self.dt_proj.bias, mask)
+                    dt = _masked_dt(dt_lin, self.dt_proj.bias, mask, ssm_dtype)
                 y, h = selective_scan(xs, dt, A, B, C, h0, cfg.chunk_size)
-                y = (y + xs.float() * self.D.float()) * F.silu(z.float())
+                y = (y + xs.to(ssm_dtype) * self.D.to(ssm_dtype)) * F.silu(z.to(ssm_dtype))
         if state is not None:
-            state["ssm"] = h.detach().float()  # fp32 whatever the model dtype (RECURRENT_STATE_BYTES)
+            state["ssm"] = h.detach().to(ssm_dtype)  # fp32 whatever the model dtype (RECURRENT_STATE_BYTES)
         return self.out_proj(y.to(x.dtype))
 
     # ------------------------------------------------------------------ formulas

@@ -237,3 +237,24 @@ def test_mamba1_scan_double_backward_raises_instead_of_dropping_the_second_order
     y, _ = selective_scan(x, dt, A, B, C, chunk_size=4)
     (g,) = torch.autograd.grad(y.sum(), dt)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_mamba1_module_in_fp64_passes_gradcheck_with_a_padding_mask(side):
+    # The whole layer (conv, dt, scan, D skip, gate) in fp64: a step through fp32 anywhere (dt, A, the
+    # gate) would show as a Jacobian mismatch at gradcheck's 1e-6 steps.
+    torch.manual_seed(0)
+    m = Mamba(4, MambaConfig(d_state=3, dt_rank=2, chunk_size=3)).double()
+    x = torch.randn(2, 7, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[0, 5:] = False
+    mask[1, :2] = False
+    if side == "left":
+        mask = mask.flip(1)
+    names = [n for n, _ in m.named_parameters()]
+
+    def layer(x, *params):
+        return torch.func.functional_call(m, dict(zip(names, params)), (x, None, mask))
+
+    assert layer(x, *m.parameters()).dtype == torch.float64
+    assert torch.autograd.gradcheck(layer, [x, *m.parameters()])
