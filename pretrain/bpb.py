@@ -74,9 +74,12 @@ class TargetBytes:
 
 def _from_tokenizers(hf_tok, vocab_size: int) -> np.ndarray:
     """Byte lengths from a `tokenizers.Tokenizer`: its vocabulary pieces and its added tokens."""
-    special = {i for i, t in hf_tok.get_added_tokens_decoder().items() if t.special}
+    added = hf_tok.get_added_tokens_decoder()
+    special = {i for i, t in added.items() if t.special}
     byte_level = _has_byte_level_decoder(json.loads(hf_tok.to_str()).get("decoder"))
-    return _from_pieces([hf_tok.id_to_token(i) for i in range(vocab_size)], special, byte_level)
+    # An added token is matched in the raw text before the byte-level mapping: it stands for its content as
+    # written ("café" is 5 bytes), not for one byte per character of the byte alphabet.
+    return _from_pieces([hf_tok.id_to_token(i) for i in range(vocab_size)], special, byte_level, set(added))
 
 
 def _has_byte_level_decoder(decoder: dict | None) -> bool:
@@ -87,7 +90,8 @@ def _has_byte_level_decoder(decoder: dict | None) -> bool:
     return any(_has_byte_level_decoder(d) for d in decoder.get("decoders") or [])
 
 
-def _from_pieces(pieces: list[str | None], special: set[int], byte_level: bool) -> np.ndarray:
+def _from_pieces(pieces: list[str | None], special: set[int], byte_level: bool,
+                 added: set[int] = frozenset()) -> np.ndarray:
     """Byte lengths of vocabulary pieces.
 
     Special tokens (end-of-text, padding, ...) count 0 bytes: they are markers the pipeline inserts
@@ -102,7 +106,7 @@ def _from_pieces(pieces: list[str | None], special: set[int], byte_level: bool) 
     for i, piece in enumerate(pieces):
         if i in special or piece is None:
             continue
-        if byte_level and all(c in alphabet for c in piece):
+        if byte_level and i not in added and all(c in alphabet for c in piece):
             out[i] = len(piece)  # each character stands for exactly one byte
         elif _BYTE_FALLBACK.fullmatch(piece):
             out[i] = 1

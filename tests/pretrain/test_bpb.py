@@ -72,3 +72,16 @@ def test_target_bytes_of_packed_documents_equal_the_text_bytes(kind, tmp_path):
         assert int(torch.from_numpy(token_bytes(tok))[stream[1:]].sum()) == expect + sum(1 for d in DOCS if d)
     else:
         assert count.prefix == 0
+
+
+def test_added_tokens_of_a_byte_level_bpe_count_their_text_bytes(tmp_path):
+    # An added (non-special) token is matched in the raw text: "café" stands for 5 bytes, although each of
+    # its characters is also a stand-in of the byte alphabet ("é" = byte 0xE9), which would count 4.
+    tok = load_tokenizer(str(train_bpe(DOCS * 20, 300, tmp_path / "tok")))
+    tok.tok.add_tokens(["café", "ÀÁ"])
+    tok.tok.save(str(tmp_path / "added.json"))
+    tok = load_tokenizer(str(tmp_path / "added.json"))
+    text = "x café y ÀÁ"
+    ids = tok.encode(text)
+    assert {tok.tok.token_to_id("café"), tok.tok.token_to_id("ÀÁ")} <= set(ids)  # the added tokens matched
+    assert int(token_bytes(tok)[ids].sum()) == len(text.encode("utf-8"))
