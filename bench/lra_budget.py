@@ -1,18 +1,25 @@
-"""How well does the short budget rank specs like a longer one? Spearman over a handful of specs.
+"""Does the short budget rank specs like a longer run? Spearman over specs that genuinely differ, per seed.
 
-Each spec trains twice on the same generated ListOps (length <= 64, configs/lra/listops-tiny.yaml):
-`budget=short` (the capped, fixed-seed mode AIRA-Design scores candidates with) at each of
---short-steps / --short-train and a longer run (--full-steps on --full-train examples). Prints both
-test accuracies and the Spearman rank correlation between them. Small and CPU-sized: a sanity check of
-the short budget's ranking, not a measurement on the real LRA tasks.
+For each task (generated ListOps at length <= 64, configs/lra/listops-tiny.yaml; generated 20 px
+Pathfinder, configs/lra/pathfinder-tiny.yaml) every spec trains once at the longer budget (--long-steps
+on --long-train examples, seed 0) and once per seed at `budget=short` (the capped, fixed-seed mode
+AIRA-Design scores candidates with; `short.seed` sets the train and data seeds) for each short step count.
+The specs span a mixer-free MLP encoder (a floor: no token sees another), attention, S4D and GLA at two
+sizes, so that the longer run has differences to rank. Prints every test accuracy, then per short budget
+the Spearman correlation of each seed's short accuracies with the longer run's (mean, spread) and of the
+seed-averaged short accuracies. Small and CPU-sized: the short budget's ranking on toy tasks, not a
+measurement on the real LRA tasks.
 
-    .venv/bin/python bench/lra_budget.py
+    .venv/bin/python bench/lra_budget.py                      # both tasks (~20-40 min on one thread)
+    .venv/bin/python bench/lra_budget.py --tasks listops --seeds 0 1
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,16 +28,40 @@ from lra import config as lra_config
 from lra.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
-# Specs as config overrides: the transformer / s4 recipes at a few shapes, and a GLA encoder.
+CONFIGS = ROOT / "configs/lra"
+# Specs as config overrides on top of each task's tiny config.
 SPECS = {
-    "attn-1x32": ["recipe=transformer", "model.n_layers=1", "model.d_model=32", "model.n_heads=2"],
-    "attn-2x64": ["recipe=transformer", "model.n_layers=2", "model.d_model=64", "model.n_heads=4"],
-    "attn-1x16": ["recipe=transformer", "model.n_layers=1", "model.d_model=16", "model.n_heads=2",
-                  "model.mlp_hidden=32"],
-    "s4ish-1x32": ["recipe=s4", "model.n_layers=1", "model.d_model=32", "model.d_state=16", "model.mlp_hidden=64"],
-    "s4ish-2x32": ["recipe=s4", "model.n_layers=2", "model.d_model=32", "model.d_state=16", "model.mlp_hidden=64"],
-    "gla-1x32": ["model.spec=" + str(ROOT / "configs/lra/gla-1x32.yaml")],
+    "mlp-only": [f"model.spec={CONFIGS / 'mlp-only-tiny.yaml'}"],
+    "attn-1x32": ["recipe=transformer", "model.n_layers=1", "model.d_model=32", "model.n_heads=2",
+                  "model.mlp_hidden=64"],
+    "attn-2x64": ["recipe=transformer", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
+                  "model.mlp_hidden=128"],
+    "s4d-1x32": ["recipe=s4", "model.n_layers=1", "model.d_model=32", "model.d_state=16", "model.mlp_hidden=64"],
+    "s4d-2x32": ["recipe=s4", "model.n_layers=2", "model.d_model=32", "model.d_state=16", "model.mlp_hidden=64"],
+    "gla-1x32": [f"model.spec={CONFIGS / 'gla-1x32.yaml'}"],
 }
+
+
+@dataclass
+class TaskBench:
+    config: Path
+    short_steps: tuple[int, ...]  # one short budget per value
+    short_train: int  # training examples of each short run
+    long_steps: int
+    long_train: int
+    num_val: int
+    num_test: int
+    overrides: tuple[str, ...] = ()
+
+
+TASKS = {
+    "listops": TaskBench(CONFIGS / "listops-tiny.yaml", short_steps=(100, 300), short_train=2000,
+                         long_steps=1500, long_train=4000, num_val=300, num_test=500),
+    # one short budget only: each Pathfinder step costs ~10x a ListOps step here
+    "pathfinder": TaskBench(CONFIGS / "pathfinder-tiny.yaml", short_steps=(300,), short_train=1000,
+                            long_steps=1000, long_train=2000, num_val=200, num_test=300),
+}
+COMMON = ["train.progress_bar=false", "logging.wandb=disabled", "train.patience=1000"]
 
 
 def ranks(xs: list[float]) -> list[float]:
@@ -56,40 +87,71 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / var if var else float("nan")
 
 
+def test_acc(tb: TaskBench, spec: list[str], extra: list[str], run_dir: str) -> float:
+    cfg = lra_config.load(tb.config, [*COMMON, f"data.num_val={tb.num_val}", f"data.num_test={tb.num_test}",
+                                      *tb.overrides, *spec, *extra, f"run_dir={run_dir}"])
+    res = run(cfg)
+    print(f"  {Path(run_dir).name}: test_acc {res['test_acc']:.3f} steps {res['steps']} "
+          f"{res['train_wall_s']:.0f}s params {res['params']}", flush=True)
+    return res["test_acc"]
+
+
+def bench_task(name: str, tb: TaskBench, seeds: list[int], tmp: str) -> None:
+    print(f"## {name}", flush=True)
+    long = [f"train.max_steps={tb.long_steps}", f"data.num_train={tb.long_train}",
+            f"train.val_every={tb.long_steps // 6}", f"train.warmup_steps={tb.long_steps // 10}"]
+    acc: dict[str, dict[str, list[float]]] = {}  # spec -> budget label -> accuracies (one per seed)
+    for spec_name, spec in SPECS.items():
+        acc[spec_name] = {"long": [test_acc(tb, spec, long, f"{tmp}/{name}-{spec_name}-long")]}
+        for steps in tb.short_steps:
+            acc[spec_name][f"short{steps}"] = [
+                test_acc(tb, spec, ["budget=short", f"short.max_steps={steps}", f"short.num_train={tb.short_train}",
+                                    f"short.num_val={tb.num_val}", f"data.num_train={tb.short_train}",
+                                    f"train.val_every={max(1, steps // 3)}", f"short.seed={seed}"],
+                         f"{tmp}/{name}-{spec_name}-short{steps}-seed{seed}")
+                for seed in seeds]
+    labels = [f"short{s}" for s in tb.short_steps]
+    print(f"\n{name}: test accuracy; short budgets as mean ± std over seeds {seeds}")
+    print("| spec | " + " | ".join(labels) + f" | long ({tb.long_steps}) |\n|---|" + "---|" * (len(labels) + 1))
+    for spec_name, row in acc.items():
+        cells = [f"{statistics.mean(row[b]):.3f} ± {statistics.pstdev(row[b]):.3f}" for b in labels]
+        print(f"| {spec_name} | " + " | ".join(cells) + f" | {row['long'][0]:.3f} |")
+    long_accs = [acc[s]["long"][0] for s in SPECS]
+    for b in labels:
+        per_seed = [spearman([acc[s][b][i] for s in SPECS], long_accs) for i in range(len(seeds))]
+        mean_short = [statistics.mean(acc[s][b]) for s in SPECS]
+        print(f"{name} Spearman({b}, long) per seed: " + ", ".join(f"{r:.2f}" for r in per_seed)
+              + f"; mean {statistics.mean(per_seed):.2f} ± {statistics.pstdev(per_seed):.2f}"
+              + f"; of the seed-mean accuracies {spearman(mean_short, long_accs):.2f} ({len(SPECS)} specs)",
+              flush=True)
+
+
+def memoize_pathfinder() -> None:
+    """Draw each (preset, count, seed, start) of images once: all specs of a seed train on the same images,
+    and generating them (~100 images/s) would otherwise cost as much as the training."""
+    from lra import pathfinder
+
+    generate, cache = pathfinder.generate_pathfinder, {}
+
+    def cached(cfg, n: int, seed: int, start: int = 0):
+        key = (repr(cfg), n, seed, start)
+        if key not in cache:
+            cache[key] = generate(cfg, n, seed, start)
+        return cache[key]
+
+    pathfinder.generate_pathfinder = cached  # lra.train imports it at call time
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--short-steps", type=int, nargs="+", default=[100, 300], help="one short budget per value")
-    p.add_argument("--short-train", type=int, nargs="+", default=[500, 2000], help="examples, one per budget")
-    p.add_argument("--full-steps", type=int, default=1200)
-    p.add_argument("--full-train", type=int, default=4000)
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="short-budget seeds")
     args = p.parse_args()
     torch.set_num_threads(1)
-    common = ["train.progress_bar=false", "logging.wandb=disabled", "data.num_val=300", "data.num_test=500",
-              "train.lr=3e-3", "train.patience=1000"]
-    budgets = {f"short{n}": ["budget=short", f"short.max_steps={n}", f"short.num_train={m}", "short.num_val=300",
-                             f"data.num_train={m}", "train.val_every=50"]
-               for n, m in zip(args.short_steps, args.short_train, strict=True)}
-    full = [f"train.max_steps={args.full_steps}", f"data.num_train={args.full_train}", "train.val_every=200",
-            "train.warmup_steps=100"]
-    rows = []
+    memoize_pathfinder()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, spec in SPECS.items():
-            accs = []
-            for label, extra in (*budgets.items(), ("full", full)):
-                cfg = lra_config.load(ROOT / "configs/lra/listops-tiny.yaml",
-                                      [*common, *spec, *extra, f"run_dir={tmp}/{name}-{label}"])
-                res = run(cfg)
-                accs.append(res["test_acc"])
-                print(f"{name} {label}: test_acc {res['test_acc']:.3f} steps {res['steps']} "
-                      f"{res['train_wall_s']:.0f}s params {res['params']}", flush=True)
-            rows.append((name, *accs))
-    print("| spec | " + " | ".join(budgets) + " | full |\n|---|" + "---|" * (len(budgets) + 1))
-    for name, *accs in rows:
-        print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
-    full_accs = [r[-1] for r in rows]
-    for i, label in enumerate(budgets):
-        rho = spearman([r[1 + i] for r in rows], full_accs)
-        print(f"Spearman({label}, full) = {rho:.2f} over {len(rows)} specs")
+        for name in args.tasks:
+            bench_task(name, TASKS[name], args.seeds, tmp)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,10 @@ PRESETS: dict[str, PathfinderConfig] = {
     for level, cl in (("easy", 6), ("intermediate", 9), ("hard", 14))
 }
 PRESETS["pathx"] = PRESETS["pathfinder128-hard"]  # LRA's Path-X
+# Not an LRA condition: the 32 px settings shrunk to 20 px and 3-paddle targets, so that a CPU test can
+# learn it in a minute (400 pixels). 16 px leaves no room: the first start keeps 2*seed_distance from
+# the border and the markers' clearance fails nearly every attempt. No distractors by default.
+PRESETS["pathfinder20-tiny"] = replace(_lra_preset(32, 3), size=20, seed_distance=4, num_distractors=0)
 
 
 def get_preset(name: str, **overrides) -> PathfinderConfig:

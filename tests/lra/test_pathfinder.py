@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,7 +33,8 @@ def connected(img: np.ndarray, a, b, link: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("preset,n", [("pathfinder32-easy", 60), ("pathfinder32-hard", 12), ("pathx", 4)])
+@pytest.mark.parametrize("preset,n", [("pathfinder32-easy", 60), ("pathfinder32-hard", 12), ("pathx", 4),
+                                      ("pathfinder20-tiny", 60)])
 def test_labels_match_connectivity(preset, n):
     cfg = get_preset(preset)
     labels = []
@@ -88,6 +90,16 @@ def test_release_layout_roundtrip(tmp_path):
         batch, idx = int(path.parent.name), int(path.stem.split("_")[1])
         assert label == labels[batch * 4 + idx]
         assert np.array_equal(read_png(path), images[batch * 4 + idx])
+
+
+def test_tiny_preset_is_the_32px_procedure_shrunk():
+    # Only size, seed distance, contour length (so distractor length) and distractor count differ.
+    tiny, base = get_preset("pathfinder20-tiny"), get_preset("pathfinder32-easy")
+    assert (tiny.size, tiny.seed_distance, tiny.contour_length, tiny.num_distractors) == (20, 4, 3, 0)
+    assert replace(tiny, size=32, seed_distance=7, contour_length=6, distractor_length=2,
+                   num_distractors=10) == base
+    images, labels = generate_pathfinder(tiny, 8, seed=0)
+    assert images.shape == (8, 20, 20) and set(labels.tolist()) <= {0, 1}
 
 
 def test_bad_settings_are_named():

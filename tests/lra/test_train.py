@@ -15,6 +15,7 @@ from lra import config as lra_config
 from lra.cli import main
 from lra.errors import LRAError
 from lra.model import TwoTowerClassifier, build_model
+from lra.pathfinder import generate_pathfinder, get_preset
 from lra.table import read_runs, render
 from lra.tasks import get_task
 from lra.train import build_datasets, cosine_with_warmup, run
@@ -23,6 +24,7 @@ from models.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs/lra/listops-tiny.yaml"
+PATHFINDER_TINY = ROOT / "configs/lra/pathfinder-tiny.yaml"
 QUIET = ["train.progress_bar=false", "logging.wandb=disabled"]
 
 
@@ -47,23 +49,48 @@ def test_tiny_spec_learns_generated_listops_above_chance(tmp_path):
 
 
 def test_pathfinder_training_reduces_loss(tmp_path):
-    # Pathfinder does not leave chance within a CPU test's budget (thousands of steps at 1024 pixels);
-    # this checks the pipeline end to end: generated 32x32 images, 1024 tokens, loss falls on a small set.
-    cfg = lra_config.load(ROOT / "configs/lra/pathfinder-tiny.yaml", [
+    # Pathfinder does not leave chance reliably within a default-suite budget (docs/lra-training.md has the
+    # seeds measured): this checks the pipeline end to end on the 20 px preset (400 tokens): the loss
+    # falls on a small set the model can memorise.
+    cfg = lra_config.load(PATHFINDER_TINY, [
         f"run_dir={tmp_path}/run", "data.num_train=16", "data.num_val=8", "data.num_test=0",
-        "train.batch_size=16", "train.max_steps=20", "train.val_every=20", "train.warmup_steps=2",
+        "train.batch_size=16", "train.max_steps=30", "train.val_every=30", "train.warmup_steps=2",
         "train.lr=1e-2", *QUIET])
     res = run(cfg)
     losses = [float(r["train_loss"]) for r in _metrics(tmp_path / "run") if r.get("train_loss")]
-    assert res["seq_len"] == 1024 and "test_acc" not in res
+    assert res["seq_len"] == 400 and "test_acc" not in res
     assert len(losses) >= 4 and sum(losses[-2:]) / 2 < losses[0] - 0.05, losses
+
+
+def _pathfinder_majority(cfg: lra_config.LRAConfig) -> float:
+    """Share of the most frequent label in the run's test split (regenerated as build_datasets cuts it)."""
+    d = cfg.data
+    _, labels = generate_pathfinder(get_preset(d.pathfinder_preset, **(
+        {} if d.pathfinder_distractors is None else {"num_distractors": d.pathfinder_distractors})),
+        d.num_test, d.seed, start=d.num_train + d.num_val)
+    return float(max(labels.mean(), 1 - labels.mean()))
 
 
 @pytest.mark.slow
 def test_tiny_spec_learns_generated_pathfinder_above_chance(tmp_path):
-    cfg = lra_config.load(ROOT / "configs/lra/pathfinder-tiny.yaml", [
-        f"run_dir={tmp_path}/run", "data.num_train=4000", "data.num_val=400", "data.num_test=400",
-        "data.pathfinder_distractors=0", "train.max_steps=3000", "train.val_every=250", *QUIET])
+    # 20 px (400 tokens), 4000 training images, 3000 steps of batch 16: a few minutes on one thread.
+    cfg = lra_config.load(PATHFINDER_TINY, [
+        f"run_dir={tmp_path}/run", "data.num_train=4000", "data.num_val=300", "data.num_test=400",
+        "train.max_steps=3000", "train.val_every=250", "train.warmup_steps=100", *QUIET])
+    res = run(cfg)
+    majority = _pathfinder_majority(cfg)
+    # 400 test images: one standard error at chance is 0.025
+    assert res["test_acc"] > max(0.62, majority + 0.1), (res, majority)
+
+
+@pytest.mark.slow
+def test_tiny_spec_learns_generated_pathfinder32_above_chance(tmp_path):
+    # 32 px (1024 tokens, contour length 6, no distractors): ~1.5 s per step on one thread, over an hour;
+    # not run to the end on this CPU yet (docs/lra-training.md).
+    cfg = lra_config.load(PATHFINDER_TINY, [
+        f"run_dir={tmp_path}/run", "data.pathfinder_preset=pathfinder32-easy", "data.seq_len=1024",
+        "data.pathfinder_distractors=0", "data.num_train=4000", "data.num_val=400", "data.num_test=400",
+        "train.batch_size=32", "train.max_steps=3000", "train.val_every=250", "train.warmup_steps=100", *QUIET])
     assert run(cfg)["test_acc"] > 0.6
 
 
