@@ -25,6 +25,7 @@ from compose.mad.generators import IGNORE, MADError, generate, get_task
 from compose.proxy import resolve_device, resolve_dtype, spec_flops_per_token
 from models.lm import CausalLM, build_lm
 from models.norms import NORMS
+from models.optim import param_groups
 from models.spec import ArchSpec
 
 SPLITS = ("train", "val", "test")
@@ -145,11 +146,7 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
 def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: TrainSettings, cfg: MADConfig,
           device: torch.device, dtype: str, label: str) -> float:
     """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": budget.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=budget.lr, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(param_groups(model, budget.weight_decay), lr=budget.lr, fused=device.type == "cuda")
     steps = budget.total_steps()
     order = torch.Generator().manual_seed(cfg.seed)
     n = len(inputs)
