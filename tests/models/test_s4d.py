@@ -160,9 +160,9 @@ def test_fp32_block_at_lra_lengths_stays_close_to_fp64(init):
     assert torch.isfinite(k).all() and k[:, -1].abs().max() < 1e-6 < k[:, 0].abs().max()
 
 
-def test_half_precision_weights_are_refused_with_a_clear_error():
+def test_half_precision_weights_warn_that_the_kernel_is_off():
     from models.primitives.s4d import S4D, S4DConfig
 
     layer = S4D(16, S4DConfig(d_state=8)).bfloat16()
-    with pytest.raises(TypeError, match="fp32"):
+    with pytest.warns(UserWarning, match="fp32"):
         layer(torch.randn(1, 5, 16, dtype=torch.bfloat16))
