@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -146,12 +146,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="short-budget seeds")
+    p.add_argument("--long-steps", type=int, default=None, help="steps of the longer run (default: per task)")
     args = p.parse_args()
     torch.set_num_threads(1)
     memoize_pathfinder()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks:
-            bench_task(name, TASKS[name], args.seeds, tmp)
+            tb = TASKS[name] if args.long_steps is None else replace(TASKS[name], long_steps=args.long_steps)
+            bench_task(name, tb, args.seeds, tmp)
 
 
 if __name__ == "__main__":

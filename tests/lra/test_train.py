@@ -54,7 +54,7 @@ def test_pathfinder_training_reduces_loss(tmp_path):
     # falls on a small set the model can memorise.
     cfg = lra_config.load(PATHFINDER_TINY, [
         f"run_dir={tmp_path}/run", "data.num_train=16", "data.num_val=8", "data.num_test=0",
-        "train.batch_size=16", "train.max_steps=30", "train.val_every=30", "train.warmup_steps=2",
+        "train.batch_size=16", "train.max_steps=100", "train.val_every=100", "train.warmup_steps=5",
         "train.lr=1e-2", *QUIET])
     res = run(cfg)
     losses = [float(r["train_loss"]) for r in _metrics(tmp_path / "run") if r.get("train_loss")]
@@ -73,13 +73,15 @@ def _pathfinder_majority(cfg: lra_config.LRAConfig) -> float:
 
 @pytest.mark.slow
 def test_tiny_spec_learns_generated_pathfinder_above_chance(tmp_path):
-    # 20 px (400 tokens), 4000 training images, 3000 steps of batch 16: a few minutes on one thread.
+    # 20 px (400 tokens), attention 2x64, 800 steps of batch 16 on 2000 images: ~3 min on one thread.
+    # bench/lra_budget.py's longer run with these settings reached 0.727 (attention 1x32: 0.483, chance).
     cfg = lra_config.load(PATHFINDER_TINY, [
-        f"run_dir={tmp_path}/run", "data.num_train=4000", "data.num_val=300", "data.num_test=400",
-        "train.max_steps=3000", "train.val_every=250", "train.warmup_steps=100", *QUIET])
+        f"run_dir={tmp_path}/run", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
+        "model.mlp_hidden=128", "data.num_train=2000", "data.num_val=200", "data.num_test=300",
+        "train.max_steps=800", "train.val_every=133", "train.warmup_steps=80", "train.patience=1000", *QUIET])
     res = run(cfg)
     majority = _pathfinder_majority(cfg)
-    # 400 test images: one standard error at chance is 0.025
+    # 300 test images: one standard error at chance is 0.029
     assert res["test_acc"] > max(0.62, majority + 0.1), (res, majority)
 
 
