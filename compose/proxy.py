@@ -245,12 +245,14 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
 
     bar = tqdm(total=steps, desc=f"proxy {spec.name or spec.hash()}", unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+    # The schedule scales each group's own lr (a group may carry one, models.optim); 1.0 for most groups.
+    lr_scales = [group["lr"] / cfg.lr for group in opt.param_groups]
     t_train = time.perf_counter()
     for step in range(steps):
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, cfg)
+        for group, scale in zip(opt.param_groups, lr_scales, strict=True):
+            group["lr"] = lr_at(step, steps, cfg) * scale
         with _autocast(device, dtype):
             loss = model(x, y).loss
         loss.backward()

@@ -154,12 +154,14 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
     inputs, targets = inputs.to(device), targets.to(device)
     model.train()
     loss = torch.zeros(())
+    # The schedule scales each group's own lr (a group may carry one, models.optim); 1.0 for most groups.
+    lr_scales = [group["lr"] / budget.lr for group in opt.param_groups]
     for step in range(steps):
         if step % per_epoch == 0:
             perm = torch.randperm(n, generator=order).to(device)
         idx = perm[(step % per_epoch) * budget.batch_size:][: budget.batch_size]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, budget.lr, cfg.warmup_frac)
+        for group, scale in zip(opt.param_groups, lr_scales, strict=True):
+            group["lr"] = lr_at(step, steps, budget.lr, cfg.warmup_frac) * scale
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             logits = model(inputs[idx])
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten(), ignore_index=IGNORE)
