@@ -127,8 +127,13 @@ class S4D(Primitive):
     def kernel(self, L: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The causal convolution kernel K (H, L), real: K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)."""
         dtA, _, B_bar, C = self.discretized(dtype)
-        steps = torch.arange(L, device=dtA.device, dtype=dtype)
-        powers = torch.exp(dtA.unsqueeze(-1) * steps)  # A_bar^l, (H, N/2, L)
+        # A_bar^l for l = q b + r as A_bar^(q b) * A_bar^r: ~2 sqrt(L) complex exps per state instead of L.
+        # The exp was a quarter of a CPU training step; the product is as accurate (bench: same max error
+        # against complex128 at L = 2048) and halves the kernel's forward + backward time.
+        b = math.isqrt(max(L - 1, 0)) + 1
+        hi = torch.exp(dtA.unsqueeze(-1) * (torch.arange(-(-L // b), device=dtA.device, dtype=dtype) * b))
+        lo = torch.exp(dtA.unsqueeze(-1) * torch.arange(b, device=dtA.device, dtype=dtype))
+        powers = (hi.unsqueeze(-1) * lo.unsqueeze(-2)).flatten(-2)[..., :L]  # A_bar^l, (H, N/2, L)
         # Elementwise product + sum, not einsum: see flops_per_token for why this stays out of the count.
         return 2 * ((C * B_bar).unsqueeze(-1) * powers).sum(1).real
 
