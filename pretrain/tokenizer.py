@@ -58,6 +58,9 @@ class BPETokenizer:
             raise PretrainError(f"data.tokenizer: {self.path} has no {EOS} token to separate documents; "
                                 "train one with `aira pretrain tokenizer`")
         self.eos_id = eos
+        # A document that contains the text "<|endoftext|>" (code about tokenizers does) is text: matching it
+        # as the special token would insert a false document boundary and count 13 bytes as 0.
+        self.tok.encode_special_tokens = True
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -87,7 +90,8 @@ class HFAutoTokenizer:
         self.eos_id = int(self.tok.eos_token_id)
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False)
+        # split_special_tokens: special-token text inside a document is text (see BPETokenizer).
+        return self.tok.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def save(self, directory: Path) -> None:
         self.tok.save_pretrained(str(directory))

@@ -258,3 +258,19 @@ def test_token_bytes_of_a_byte_fallback_metaspace_bpe_add_up_to_the_text_bytes(t
     assert any(tok.tok.id_to_token(i).startswith("<0x") for i in ids)  # the non-ASCII text fell back to bytes
     assert tok.tok.decode(ids) == UNICODE
     assert _encoded_bytes(tok, UNICODE) == len(UNICODE.encode())
+
+
+def test_special_token_text_inside_a_document_is_encoded_as_text(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    from pretrain.bpb import token_bytes
+    from pretrain.tokenizer import EOS
+
+    text = f"split on {EOS} here"
+    bpe = load_tokenizer(str(train_bpe([text, "other text"] * 20, 300, tmp_path / "tok")))
+    PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tok" / "tokenizer.json"),
+                            eos_token=EOS).save_pretrained(tmp_path / "hf")
+    for tok in (bpe, load_tokenizer(f"hf:{tmp_path / 'hf'}")):
+        ids = tok.encode(text)
+        assert tok.eos_id not in ids, tok.name  # no false document boundary
+        assert int(token_bytes(tok)[ids].sum()) == len(text.encode()), tok.name  # all 13 bytes counted
