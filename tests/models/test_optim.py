@@ -4,8 +4,6 @@ accepted by torch AdamW, by a real DeepSpeed ZeRO-1 engine on CPU and by the LRA
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +15,7 @@ from torch import nn
 from models.lm import build_classifier, build_lm
 from models.optim import no_weight_decay, param_groups
 from models.spec import ArchSpec
+from tests.pretrain.launch import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIMS = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "hidden": 64},
@@ -204,17 +203,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_deepspeed_zero1_on_cpu_accepts_the_groups():
     cases = {"all_groups": HYBRID, "ssm_group_empty": ["attn", "mlp", "mamba2"]}
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), DS_ACCELERATOR="cpu", RANK="0", WORLD_SIZE="1",
-               LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+    env = clean_env()
+    env.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
                PRIMS=json.dumps(PRIMS), CASES=json.dumps(cases))
     p = subprocess.run([sys.executable, "-c", DS_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300, check=False)

@@ -8,7 +8,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pretrain.data import _unit, load_packed
 from pretrain.errors import PretrainError
 from pretrain.stream import TokenStream
 from pretrain.tokenizer import ByteTokenizer
+from tests.pretrain.launch import check, clean_env, launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
@@ -174,24 +174,9 @@ TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
 STEPS = 12
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(args: list[str], nproc: int) -> subprocess.CompletedProcess:
-    launch = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
-                                                  f"--nproc_per_node={nproc}", f"--master_port={_free_port()}"]
-    p = subprocess.run([*launch, "-m", "pretrain", *args], cwd=ROOT, env=_env(), check=False, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return p
+    return check(subprocess.run([*launcher(nproc), "-m", "pretrain", *args], cwd=ROOT, env=clean_env(),
+                                check=False, capture_output=True, text=True, timeout=300))
 
 
 def _records(run_dir: Path) -> list[dict]:

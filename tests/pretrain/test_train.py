@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.pretrain.launch import check, clean_env, launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
@@ -35,40 +35,21 @@ SMALL = ["model.spec.pattern=[attn,mlp,attn,mlp]", "model.spec.d_model=32", "mod
          "optim.warmup_steps=4", "log.progress=false"]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cmd(run_dir: Path, tokenizer: Path, *overrides: str, nproc: int = 1) -> list[str]:
     args = ["-m", "pretrain", "run", str(TINY), *SMALL, f"data.tokenizer={tokenizer}", f"run_dir={run_dir}",
             *overrides]
-    if nproc == 1:
-        return [sys.executable, *args]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            f"--master_port={_free_port()}", *args]
-
-
-def _check(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return p
+    return [*launcher(nproc), *args]
 
 
 def train(run_dir: Path, tokenizer: Path, *overrides: str, nproc: int = 1) -> subprocess.CompletedProcess:
-    return _check(subprocess.run(_cmd(run_dir, tokenizer, *overrides, nproc=nproc), cwd=ROOT, env=_env(),
+    return check(subprocess.run(_cmd(run_dir, tokenizer, *overrides, nproc=nproc), cwd=ROOT, env=clean_env(),
                                  check=False, capture_output=True, text=True, timeout=300))
 
 
 def kill_then_resume(run_dir: Path, tokenizer: Path) -> dict:
     """A ZeRO-1 run stopped by SIGTERM after >= 5 steps, then `pretrain resume`d in a new process."""
     proc = subprocess.Popen(_cmd(run_dir, tokenizer, "train.zero_stage=1", "train.ckpt_every=1000"), cwd=ROOT,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     metrics = run_dir / "metrics.jsonl"
     while time.time() < deadline and proc.poll() is None:
@@ -80,9 +61,9 @@ def kill_then_resume(run_dir: Path, tokenizer: Path) -> dict:
     killed = {"returncode": proc.returncode, "log": out[-2000:] + err[-2000:],
               "stopped": int((run_dir / "checkpoints" / "latest").read_text().split("-")[1]),
               "records_at_stop": len(records(run_dir))}
-    p = subprocess.run([sys.executable, "-m", "pretrain", "resume", str(run_dir)], cwd=ROOT, env=_env(),
+    p = subprocess.run([sys.executable, "-m", "pretrain", "resume", str(run_dir)], cwd=ROOT, env=clean_env(),
                        check=False, capture_output=True, text=True, timeout=300)
-    return {**killed, "resumed": _check(p).stdout}
+    return {**killed, "resumed": check(p).stdout}
 
 
 def records(run_dir: Path, kind: str = "train") -> list[dict]:
