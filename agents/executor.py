@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.worker import write_json_atomic
+from aira.errors import UserError
 
 
 @dataclass
@@ -49,7 +50,7 @@ class LocalExecutor:
     def __init__(self, run_dir: str | Path, max_workers: int = 1, timeout_s: float | None = None,
                  memory_mb: int | None = None, env: dict[str, str] | None = None, reuse_workers: bool = False):
         if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+            raise UserError(f"max_workers must be >= 1, got {max_workers}")
         self.jobs_dir = Path(run_dir) / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.max_workers = max_workers

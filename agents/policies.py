@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.journal import Node
+from aira.errors import UserError
 
 
 @dataclass
@@ -218,5 +219,5 @@ POLICIES: dict[str, Callable[..., Policy]] = {
 
 def make_policy(name: str, metric: str, **kw) -> Policy:
     if name not in POLICIES:
-        raise ValueError(f"unknown search policy {name!r}; choose one of {', '.join(POLICIES)}")
+        raise UserError(f"unknown search policy {name!r}; choose one of {', '.join(POLICIES)}")
     return POLICIES[name](metric, **kw)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from agents.executor import JobResult, LocalExecutor
 from agents.journal import Journal, Node
 from agents.policies import POLICIES, Action, make_policy
+from aira.errors import UserError
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Search:
         policy_args = dict(cfg.policy_args)
         if getattr(POLICIES.get(cfg.policy), "needs_param_space", False):  # model-based policies (tpe)
             if not hasattr(task, "param_space"):
-                raise ValueError(f"policy {cfg.policy!r} needs a task with param_space(); choose another policy")
+                raise UserError(f"policy {cfg.policy!r} needs a task with param_space(); choose another policy")
             policy_args["param_space"] = task.param_space()
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         self.in_flight: dict[str, str] = {}  # node id -> agent id

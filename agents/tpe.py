@@ -36,6 +36,7 @@ from optuna.trial import TrialState, create_trial
 
 from agents.journal import Node
 from agents.policies import Action, Policy
+from aira.errors import UserError
 
 # The search has its own progress output; Optuna's per-trial INFO lines would drown it.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -117,7 +118,7 @@ class TPEPolicy(Policy):
 
 def _check_space(space: dict[str, list] | None) -> dict[str, list]:
     if not space:
-        raise ValueError("the tpe policy needs param_space={name: [choices, ...]}; run it through "
+        raise UserError("the tpe policy needs param_space={name: [choices, ...]}; run it through "
                          "agents.search with a task that defines param_space(), or pass one explicitly")
     problems = []
     for name, choices in space.items():
@@ -128,5 +129,5 @@ def _check_space(space: dict[str, list] | None) -> dict[str, list]:
         elif len(set(choices)) != len(choices):
             problems.append(f"{name}: choices repeat: {choices!r}")
     if problems:
-        raise ValueError("invalid param_space for the tpe policy:\n  - " + "\n  - ".join(problems))
+        raise UserError("invalid param_space for the tpe policy:\n  - " + "\n  - ".join(problems))
     return {k: list(v) for k, v in space.items()}

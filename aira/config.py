@@ -2,9 +2,10 @@
 
 One config tree per command: the dataclass gives the schema and defaults, a YAML file overrides
 some of them, the command line overrides the rest (`search.n_agents=4 proxy.tokens=1e5`). Unknown
-keys and wrongly typed values are errors that name the key, before any work starts. This module is
-the one exception to "nothing imports aira/": it depends on omegaconf only, and every stage loads its
-config through it (compose, pretrain), so there is one way to read a config.
+keys and wrongly typed values are errors that name the key, before any work starts; so is a file that
+is not YAML (the line and column) or not text. This module and aira/errors.py are the two leaves of
+aira/ that stages import: it depends on omegaconf and yaml only, and every stage loads its config
+through it, so there is one way to read a config.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from aira.errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override that does not fit the schema; the message names the key."""
 
 
@@ -31,9 +35,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
         cfg = OmegaConf.structured(schema)
         if path is not None:
             path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file {path} does not exist")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, read_yaml(path))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {', '.join(map(repr, bad))}")
@@ -42,6 +44,34 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, path)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; ConfigError naming the file (and the line) if it is missing, binary or not YAML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; pass a YAML file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    if not text.strip():
+        return {}
+    try:
+        data = OmegaConf.create(text)  # OmegaConf's YAML loader (it reads 1e-3 as a float, PyYAML does not)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except OmegaConfBaseException as e:  # e.g. a bare string or number: not a mapping of keys
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values ({str(e).splitlines()[0]})") \
+            from None
+    if not OmegaConf.is_dict(data):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got a list")
+    return data
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

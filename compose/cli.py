@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from aira.errors import run_cli
+
 
 def hidden_metric(metric: str) -> str:
     """The hidden-test twin of a validation metric: val_bpb -> test_bpb, mad_error -> test_mad_error."""
@@ -258,26 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("aira compose", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 0
-    from aira.config import ConfigError
-
-    try:
-        return args.run(args)
-    except (ValueError, ConfigError) as e:  # SpecError, DataError, ProxyError, RunError and config checks
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BaseException as e:
-        # An LLM failure no retry can fix (bad key, unknown model, a replay that left the store) is a
-        # BaseException so the search cannot swallow it; it ends the command with its message.
-        errors = sys.modules.get("agents.llm.errors")
-        if errors is not None and isinstance(e, errors.LLMAbort):
-            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-            return 2
-        raise
+    return args.run(args)
 
 
 if __name__ == "__main__":

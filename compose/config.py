@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.search import SearchConfig
+from aira.config import ConfigError
 from compose.ladder import LadderConfig
 from compose.proxy import ProxyConfig
 from compose.space import SearchSpace
@@ -35,32 +36,32 @@ class ComposeConfig:
 
     def check(self) -> ComposeConfig:
         if self.kind not in PROXY_METRICS:
-            raise ValueError(f"kind: unknown proxy task {self.kind!r}; choose one of {', '.join(PROXY_METRICS)}")
+            raise ConfigError(f"kind: unknown proxy task {self.kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         unknown = [p for p in self.space.allowed if p not in self.space.primitives]
         if unknown:
             from models.registry import primitive_names
 
             bad = [p for p in unknown if p not in primitive_names()]
             if bad:
-                raise ValueError(f"space.allowed: {bad} are neither registered primitives "
+                raise ConfigError(f"space.allowed: {bad} are neither registered primitives "
                                  f"({', '.join(primitive_names())}) nor aliases in space.primitives")
         sp = self.space
         stray = sorted(set(sp.min_count) - set(sp.allowed))
         if stray:
-            raise ValueError(f"space.min_count: {stray} are not in space.allowed {sp.allowed}")
+            raise ConfigError(f"space.min_count: {stray} are not in space.allowed {sp.allowed}")
         if sum(sp.min_count.values()) > sp.n_layers:
-            raise ValueError(f"space.min_count asks for {sum(sp.min_count.values())} layers but space.n_layers is "
+            raise ConfigError(f"space.min_count asks for {sum(sp.min_count.values())} layers but space.n_layers is "
                              f"{sp.n_layers}")
         import random
 
         try:
             sp.sample(random.Random(0))
         except ValueError as e:
-            raise ValueError(f"space: {e} (check min_count, max_count and max_params)") from None
+            raise ConfigError(f"space: {e} (check min_count, max_count and max_params)") from None
         if self.kind in ("text", "ladder"):
             self.proxy.check()
         if self.kind == "ladder" and len(set(self.ladder.widths)) < 2:
-            raise ValueError(f"ladder.widths: needs at least two different widths, got {self.ladder.widths}")
+            raise ConfigError(f"ladder.widths: needs at least two different widths, got {self.ladder.widths}")
         return self
 
     @property

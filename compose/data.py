@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aira.errors import UserError
+
 SPLITS = ("train", "val", "test")
 VOCAB_SIZE = 256  # byte-level tokens
 MB = 1 << 20
@@ -37,7 +39,7 @@ _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "_
 _DOC_SEP = b"\n"
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Proxy data that cannot be loaded or used as asked. The message says what to change."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from aira.errors import UserError
 from compose.data import TokenData
 from models.errors import SpecError
 from models.lm import CausalLM, bits_per_byte, build_lm
@@ -27,7 +28,7 @@ from models.optim import param_groups
 from models.spec import ArchSpec
 
 
-class ProxyError(ValueError):
+class ProxyError(UserError):
     """A proxy run that cannot start or did not finish (bad config, diverged). Says what to change."""
 
 

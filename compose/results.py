@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.journal import Journal, Node
+from aira.errors import UserError
 
 # The proxy task kinds and the metric (lower is better) each ranks by. Kept here, torch-free, so that
 # reading a journal never imports the task (and torch); compose.task uses the same table.
 PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error", "ladder": "pred_bpb"}
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run directory that cannot be read or has too little in it. The message says what to do."""
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from aira.errors import UserError
 from models.spec import ArchSpec
 
 
@@ -70,7 +71,7 @@ class SearchSpace:
             pattern = [rng.choice(self.allowed) for _ in range(self.n_layers)]
             if self.contains(pattern):
                 return pattern
-        raise ValueError(f"no valid pattern found in {tries} random draws: the constraints look unsatisfiable")
+        raise UserError(f"no valid pattern found in {tries} random draws: the constraints look unsatisfiable")
 
     def size(self) -> int:
         """Number of patterns before count/budget constraints (len(allowed) ** n_layers)."""

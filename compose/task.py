@@ -18,6 +18,7 @@ from typing import Any
 from agents.journal import Node
 from agents.policies import Action
 from agents.search import Proposal
+from aira.errors import UserError
 from compose.mutations import crossover, mutate
 from compose.results import PROXY_METRICS  # proxy task -> the metric it ranks by (lower is better)
 from compose.space import SearchSpace
@@ -47,7 +48,7 @@ class ComposeTask:
                  kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
                  ladder: dict[str, Any] | None = None):
         if kind not in PROXY_METRICS:
-            raise ValueError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
+            raise UserError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
         self.kind = kind
         self.metric = PROXY_METRICS[kind]

@@ -16,7 +16,7 @@ VERBS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else argv  # each verb's own main goes through aira.errors.run_cli
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
         print("usage: aira eval <verb> [args]\n\nverbs:\n"
               + "\n".join(f"  {name:<9} {help}" for name, (_, help) in VERBS.items()))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from aira.config import ConfigError
+from aira.errors import run_cli
 from lra.errors import LRAError
-from models.errors import SpecError
 
 
 def _split_spec(rest: list[str]) -> tuple[str | None, list[str]]:
@@ -74,9 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("aira lra", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     # parse_known_args: overrides may follow --config, which argparse does not fold back into `rest`
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "verb", None) == "train" and not any(e.startswith("-") for e in extra):
         args.rest += extra
     elif extra:
@@ -84,8 +86,4 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    try:
-        return args.fn(args)
-    except (LRAError, ConfigError, SpecError) as e:
-        print(f"aira lra: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)

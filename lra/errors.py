@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aira.errors import UserError
 
-class LRAError(ValueError):
+
+class LRAError(UserError):
     """A Long Range Arena input a user can fix; the message says what is wrong and what to do."""
 
 

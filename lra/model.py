@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lra.errors import LRAError
 from lra.tasks import LRATask
 from models.lm import SequenceClassifier, build_classifier
 from models.presets import load_spec
@@ -34,7 +35,7 @@ def baseline_spec(recipe: str, n_layers: int, d_model: int, n_heads: int | None 
             prims["mlp"] = {"type": "mlp", "kind": "gelu", "hidden": mlp_hidden}
             pattern = ["ssm", "mlp"] * n_layers
     else:
-        raise ValueError(f"recipe {recipe!r} is not one of transformer, s4")
+        raise LRAError(f"recipe {recipe!r} is not one of transformer, s4")
     return ArchSpec(pattern=pattern, d_model=d_model, primitives=prims, name=f"lra-{recipe}").validate()
 
 

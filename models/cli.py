@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from aira.errors import run_cli
 from models.accounting import layer_table, summarize
 from models.errors import SpecError
 from models.presets import PRESETS, load_spec
@@ -98,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("aira models", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pretrain.errors import PretrainError
+from aira.errors import run_cli
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -87,19 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("aira pretrain", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
     # The `deepspeed` launcher adds --local_rank=N; LOCAL_RANK in the environment already says it.
     argv = [a for a in argv if not a.startswith("--local_rank")]
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 0
-    try:
-        return args.fn(args)
-    except PretrainError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)
 
 
 if __name__ == "__main__":

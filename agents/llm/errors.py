@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aira.errors import UserError
+
 
 class LLMError(RuntimeError):
     """One completion could not be obtained (retries exhausted, a refused request, an empty reply).
@@ -10,7 +12,7 @@ class LLMError(RuntimeError):
     """
 
 
-class LLMConfigError(ValueError):
+class LLMConfigError(UserError):
     """The LLM configuration cannot work (unknown backend, no model, API key variable not set)."""
 
 

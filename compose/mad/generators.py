@@ -37,12 +37,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from aira.errors import UserError
+
 IGNORE = -100  # target of a position that is not scored (torch's cross-entropy ignore_index)
 
 _KEY, _VALUE, _OTHER = 0, 1, 2  # token roles in a recall stream
 
 
-class MADError(ValueError):
+class MADError(UserError):
     """An invalid MAD task or suite setting. The message names the field and what to change."""
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from aira.errors import run_cli
 from eval.lm.errors import LMEvalError
 from eval.lm.tasks import DEFAULT_SUITE, SUITES
 
@@ -88,14 +89,13 @@ def _compare(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv and argv[0] == "compare":
-            return _compare(argv[1:])
-        return _score(argv)
-    except LMEvalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("aira eval lm", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    if argv and argv[0] == "compare":
+        return _compare(argv[1:])
+    return _score(argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from aira.errors import run_cli
 from eval.scaling.errors import ScalingError
 
 
@@ -47,33 +48,33 @@ def _names(items: list[str]) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return run_cli("aira eval scaling", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     from eval.scaling.analysis import FitConfig, analyze
     from eval.scaling.points import ReadOptions, read_points
     from eval.scaling.report import ReportConfig, write_report
 
-    try:
-        if not args.runs and not args.csv:
-            raise ScalingError("nothing to read: pass run directories and/or --csv FILE")
-        if args.bootstrap < 0 or not 0 < args.level < 1:
-            raise ScalingError("--bootstrap must be >= 0 and --level in (0, 1)")
-        for flag, v in (("--target-flops", args.target_flops), ("--budget-flops", args.budget_flops)):
-            if v is not None and not v > 0:
-                raise ScalingError(f"{flag} must be a positive number of FLOPs, got {v}")
-        sources = [*args.runs, *args.csv]
-        points = read_points(sources, ReadOptions(args.loss, args.params, _names(args.name)))
-        fc = FitConfig(n_boot=args.bootstrap, seed=args.seed, level=args.level,
-                       bins_per_decade=args.bins_per_decade, chinchilla_points=args.chinchilla_points)
-        archs = {p.arch for p in points}
-        if args.baseline not in archs:
-            raise ScalingError(f"baseline {args.baseline!r} is not among the architectures read: "
-                               f"{', '.join(sorted(archs))}; pass one of those, or name runs with --name GLOB=NAME")
-        fits = analyze(points, fc)
-        rc = ReportConfig(args.baseline, args.loss, args.params, args.budget_flops, args.target_flops)
-        path = write_report(fits, rc, fc, Path(args.out), sources)
-    except ScalingError as e:
-        print(f"aira eval scaling: {e}", file=sys.stderr)
-        return 2
+    if not args.runs and not args.csv:
+        raise ScalingError("nothing to read: pass run directories and/or --csv FILE")
+    if args.bootstrap < 0 or not 0 < args.level < 1:
+        raise ScalingError("--bootstrap must be >= 0 and --level in (0, 1)")
+    for flag, v in (("--target-flops", args.target_flops), ("--budget-flops", args.budget_flops)):
+        if v is not None and not v > 0:
+            raise ScalingError(f"{flag} must be a positive number of FLOPs, got {v}")
+    sources = [*args.runs, *args.csv]
+    points = read_points(sources, ReadOptions(args.loss, args.params, _names(args.name)))
+    fc = FitConfig(n_boot=args.bootstrap, seed=args.seed, level=args.level,
+                   bins_per_decade=args.bins_per_decade, chinchilla_points=args.chinchilla_points)
+    archs = {p.arch for p in points}
+    if args.baseline not in archs:
+        raise ScalingError(f"baseline {args.baseline!r} is not among the architectures read: "
+                           f"{', '.join(sorted(archs))}; pass one of those, or name runs with --name GLOB=NAME")
+    fits = analyze(points, fc)
+    rc = ReportConfig(args.baseline, args.loss, args.params, args.budget_flops, args.target_flops)
+    path = write_report(fits, rc, fc, Path(args.out), sources)
     print(f"wrote {path} ({len(points)} points, {len(fits)} architectures); figures and fits.json beside it")
     for arch, f in fits.items():  # point fits without intervals are not an error, but must not go unnoticed
         for note in f.interval_notes():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aira.errors import UserError
 
-class ScalingError(ValueError):
+
+class ScalingError(UserError):
     """Degenerate or malformed scaling data (too few points, non-positive loss, one compute value, ...)."""
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.errors import SpecError
 from models.optim import no_weight_decay
 from models.registry import RECURRENT_STATE_BYTES, Primitive, register
 
@@ -58,7 +59,7 @@ def init_A(channels: int, d_state: int, init: str) -> tuple[torch.Tensor, torch.
     elif init == "inv":
         imag = d_state / math.pi * (d_state / (2 * n + 1) - 1)
     else:
-        raise ValueError(f"unknown S4D init {init!r}; choose one of {', '.join(INITS)}")
+        raise SpecError(f"unknown S4D init {init!r}; choose one of {', '.join(INITS)}")
     real = torch.full_like(imag, -0.5)
     return real.expand(channels, -1).float(), imag.expand(channels, -1).float()
 

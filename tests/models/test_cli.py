@@ -60,7 +60,7 @@ def test_presets_lists_every_name(capsys):
 def test_spec_errors_go_to_stderr_with_code_2(argv, message, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith("error: ") and message in captured.err and captured.out == ""
+    assert captured.err.startswith("aira models: error: ") and message in captured.err and captured.out == ""
 
 
 def test_invalid_spec_file_names_the_field(tmp_path, capsys):
@@ -87,4 +87,4 @@ def test_console_script_and_python_m():
         assert "params: 1,017,984" in res.stdout
     res = subprocess.run([sys.executable, "-m", "models", "describe", "nope"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120, check=False)
-    assert res.returncode == 2 and res.stderr.startswith("error: ") and "nope" in res.stderr
+    assert res.returncode == 2 and res.stderr.startswith("aira models: error: ") and "nope" in res.stderr
