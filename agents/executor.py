@@ -6,6 +6,10 @@ optional memory cap. A worker that dies without a result (killed, segfault, OOM-
 failed result carrying its exit status and the tail of its stderr, never an exception in the
 coordinator. The SLURM executor will implement the same three calls: submit, poll, shutdown.
 
+Workers do not outlive a coordinator that dies without shutting them down (kill -9): each dies with it
+(Linux), and in any case stops itself a little past its job's timeout (agents/watchdog.py).
+`die_with_coordinator=False` keeps them running, as an executor that re-attaches to its jobs wants.
+
 With `reuse_workers`, a worker process serves job after job (`python -m agents.worker --serve` reads
 job directories on stdin), so the interpreter and torch start once per worker instead of once per
 job; for trusted payloads such as compose's specs. A worker that times out or dies is replaced. Code
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.watchdog import COORDINATOR_PID_ENV
 from agents.worker import write_json_atomic
 from aira.errors import UserError
 
@@ -48,7 +53,8 @@ class _Running:
 
 class LocalExecutor:
     def __init__(self, run_dir: str | Path, max_workers: int = 1, timeout_s: float | None = None,
-                 memory_mb: int | None = None, env: dict[str, str] | None = None, reuse_workers: bool = False):
+                 memory_mb: int | None = None, env: dict[str, str] | None = None, reuse_workers: bool = False,
+                 die_with_coordinator: bool = True):
         if max_workers < 1:
             raise UserError(f"max_workers must be >= 1, got {max_workers}")
         self.jobs_dir = Path(run_dir) / "jobs"
@@ -57,6 +63,9 @@ class LocalExecutor:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.env = {**os.environ, **(env or {})}
+        self.env.pop(COORDINATOR_PID_ENV, None)  # an outer coordinator's (this one may itself run in a worker)
+        if die_with_coordinator:
+            self.env[COORDINATOR_PID_ENV] = str(os.getpid())
         self._queue: deque[str] = deque()
         self._running: dict[str, _Running] = {}
         self.reuse_workers = reuse_workers

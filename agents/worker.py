@@ -4,6 +4,10 @@ JOB_DIR/job.json names the function ("package.module:function") and its JSON pay
 or the error with its traceback, is written to JOB_DIR/result.json atomically (write, then rename),
 so the coordinator never reads half a file, and a result finished while the coordinator was down is
 still there when it resumes. Memory is capped with RLIMIT_AS when the job asks for it.
+
+A worker also stops itself (agents/watchdog.py) when no coordinator is left to do it: past the job's
+timeout_s plus a grace it writes a failed result ("... (worker deadline)") and kills its process group,
+per job under --serve; and, when started with the coordinator's pid in its environment, it dies with it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 import traceback
 from pathlib import Path
 
+from agents.watchdog import GRACE_S, Deadline, die_with_coordinator
+
 
 def write_json_atomic(path: Path, obj: object) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -27,7 +33,7 @@ def write_json_atomic(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def run(job_dir: Path) -> int:
+def run(job_dir: Path, deadline: Deadline) -> int:
     # Who runs this job: a coordinator resuming after a kill -9 stops this process group before it
     # runs the job again, so one evaluation never runs twice at once.
     (job_dir / "worker.pgid").write_text(str(os.getpgid(0)))
@@ -36,6 +42,11 @@ def run(job_dir: Path) -> int:
         limit = int(job["memory_mb"]) * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     start = time.time()
+    if job.get("timeout_s"):
+        timeout = float(job["timeout_s"])
+        deadline.arm(timeout + GRACE_S, lambda: write_json_atomic(job_dir / "result.json", {
+            "ok": False, "value": None, "wall_s": time.time() - start,
+            "error": f"timed out after {timeout:.0f}s (worker deadline)"}))
     try:
         module, _, fn = job["target"].partition(":")
         value = getattr(importlib.import_module(module), fn)(job["payload"])
@@ -46,17 +57,24 @@ def run(job_dir: Path) -> int:
     except BaseException as e:  # noqa: BLE001  (agent-written code may raise anything)
         result = {"ok": False, "value": None, "wall_s": time.time() - start,
                   "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=10)}"}
+    deadline.disarm()
     write_json_atomic(job_dir / "result.json", result)
     return 0
 
 
-def serve() -> int:
+def serve(deadline: Deadline) -> int:
     """Run the jobs whose directories arrive on stdin, one per line, until stdin closes."""
     for line in sys.stdin:
         if line.strip():
-            run(Path(line.strip()))
+            run(Path(line.strip()), deadline)
     return 0
 
 
+def main(argv: list[str]) -> int:
+    die_with_coordinator()  # first, while this is the only thread (it blocks a signal in all threads to come)
+    deadline = Deadline()
+    return serve(deadline) if argv == ["--serve"] else run(Path(argv[0]), deadline)
+
+
 if __name__ == "__main__":
-    sys.exit(serve() if sys.argv[1:] == ["--serve"] else run(Path(sys.argv[1])))
+    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """Job functions the executor tests run in worker processes."""
 
 import os
+import subprocess
 import time
 
 
@@ -31,3 +32,13 @@ def score(payload):
     time.sleep(payload.get("sleep", 0.0))
     x = payload["x"]
     return {"loss": (x - 3) ** 2, "test_loss": (x - 3) ** 2 + 0.5}
+
+
+def sleep_with_child(payload):
+    """Sleep with a child process (as a DataLoader worker would be), after writing both pids for the test."""
+    child = subprocess.Popen(["sleep", "600"])
+    tmp = payload["pids_file"] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.replace(tmp, payload["pids_file"])
+    time.sleep(payload["s"])
