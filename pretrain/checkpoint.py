@@ -1,5 +1,6 @@
 """DeepSpeed checkpoints of a run: written to a temporary tag, then renamed, so a crash never leaves a
-half-written checkpoint as the newest one; checked (meta.json) before any compute on resume.
+half-written checkpoint as the newest one; checked before any compute on resume against meta.json, which
+records each file's size and sha256 (so a file damaged in place, same size, is refused too).
 
 Layout: RUN_DIR/checkpoints/step-00000100/ (DeepSpeed's files + meta.json) and RUN_DIR/checkpoints/latest
 (the newest tag's name, DeepSpeed's own convention, so its tools such as zero_to_fp32 work on it).
@@ -7,8 +8,10 @@ Layout: RUN_DIR/checkpoints/step-00000100/ (DeepSpeed's files + meta.json) and R
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,17 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed (checkpoint files can outgrow memory)."""
+    h = hashlib.sha256()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 def latest_tag(root: Path) -> str | None:
     p = root / LATEST
     return p.read_text().strip() if p.is_file() else None
@@ -64,7 +78,9 @@ def save(engine: Any, root: Path, step: int, meta: dict[str, Any], client_state:
     if is_main:
         tmp = root / tmp_tag
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
-        _atomic_write(tmp / "meta.json", json.dumps({**meta, "step": step, "files": files}, indent=1))
+        sums = {name: sha256_of(tmp / name) for name in files if (tmp / name).is_file()}
+        _atomic_write(tmp / "meta.json", json.dumps({**meta, "step": step, "files": files, "sha256": sums},
+                                                    indent=1))
         os.replace(tmp, final)
         _atomic_write(root / LATEST, final.name)
         _prune(root, keep)
@@ -90,19 +106,43 @@ def check(root: Path, expect: dict[str, Any], tag: str | None = None) -> tuple[s
     try:
         meta = json.loads((d / "meta.json").read_text())
     except (OSError, ValueError) as e:
-        raise PretrainError(f"checkpoint {d} is corrupt or incomplete (meta.json: {e}); point "
-                            f"{root / LATEST} at an older step-* directory") from None
-    for name, size in meta.get("files", {}).items():
-        f = d / name
-        if not f.is_file() or f.stat().st_size != size:
-            raise PretrainError(f"checkpoint {d} is corrupt: {name} is missing or has the wrong size; point "
-                                f"{root / LATEST} at an older step-* directory")
+        raise PretrainError(f"checkpoint {d} is corrupt or incomplete (meta.json: {e}); "
+                            f"{_fallback(root, tag)}") from None
+    damage = _damage(d, meta)
+    if damage:
+        raise PretrainError(f"checkpoint {d} is corrupt: {damage}; {_fallback(root, tag)}")
     wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
     if wrong:
         lines = [f"{k}: checkpoint has {a!r}, this run has {b!r}" for k, (a, b) in wrong.items()]
         raise PretrainError(f"checkpoint {d} does not match this run:\n  - " + "\n  - ".join(lines) +
                             "\nresume with the same spec, data, number of processes and ZeRO stage")
     return tag, meta
+
+
+def _damage(d: Path, meta: dict[str, Any]) -> str | None:
+    """What is wrong with the files of checkpoint directory d, or None if they are as saved."""
+    sums = meta.get("sha256", {})  # absent from checkpoints saved before checksums: those get the size check only
+    for name, size in meta.get("files", {}).items():
+        f = d / name
+        if not f.is_file() or f.stat().st_size != size:
+            return f"{name} is missing or has the wrong size"
+        if name in sums and sha256_of(f) != sums[name]:
+            return f"{name} is not what was saved (its sha256 differs from the one in meta.json)"
+    return None
+
+
+def _fallback(root: Path, bad: str) -> str:
+    """How to resume from the newest intact checkpoint older than `bad` (resume takes the one `latest` names)."""
+    for d in sorted((p for p in root.glob("step-*") if p.is_dir() and p.name < bad), reverse=True):
+        try:
+            if _damage(d, json.loads((d / "meta.json").read_text())) is None:
+                # Deleting the bad one matters: a run that reaches its step again keeps a step directory it finds.
+                return (f"the newest intact checkpoint is {d.name}: to resume from it, delete {root / bad} and "
+                        f"write {d.name} into {root / LATEST} (`rm -r {shlex.quote(str(root / bad))} && echo "
+                        f"{d.name} > {shlex.quote(str(root / LATEST))}`), then resume again")
+        except (OSError, ValueError):
+            continue
+    return f"no older checkpoint in {root} is intact: start the run again in a new directory"
 
 
 def load(engine: Any, root: Path, tag: str) -> dict[str, Any]:
