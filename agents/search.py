@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +54,31 @@ def visible(node: Node) -> Node:
     """The node as agents may see it: without hidden (`test_`) metrics, at any depth (e.g. ladder rungs)."""
     metrics = _strip_hidden(node.metrics)
     return node if metrics == node.metrics else dataclasses.replace(node, metrics=metrics)
+
+
+def nothing_finished(journal: Journal) -> str | None:
+    """Why a search ended without one finished evaluation ('every proposal failed: REASON, N times'), else None.
+
+    Lets a command end non-zero with the cause (an LLM endpoint that refuses connections, a space no
+    proposal fits) instead of exiting 0 with an empty leaderboard. Reasons are grouped by their first line.
+    """
+    nodes = journal.nodes()
+    if not nodes or any(n.status == "done" for n in nodes):
+        return None
+    bad = [n for n in nodes if n.status in ("invalid", "failed")]
+    if not bad:
+        return None  # proposals still queued or running: not a failure yet
+    reasons = Counter(_reason(n.error) for n in bad)
+    reason, count = reasons.most_common(1)[0]
+    what = "proposal" if all(n.status == "invalid" for n in bad) else "proposal or evaluation"
+    others = f" (and {len(bad) - count} with {len(reasons) - 1} other reason(s))" if len(reasons) > 1 else ""
+    return f"every {what} failed: {reason}, {count} time{'s' * (count != 1)}{others}"
+
+
+def _reason(error: str) -> str:
+    """The first line of an error without the operator that hit it: one cause, whichever operator ran."""
+    first = (error.strip().splitlines() or ["(no message)"])[0]
+    return re.sub(r"^operator \w+ failed: ", "", first)
 
 
 class Task(Protocol):

@@ -10,6 +10,7 @@ through it, so there is one way to read a config.
 
 from __future__ import annotations
 
+import os
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aira.errors import UserError
+from aira.errors import UserError, yaml_problem
 
 T = TypeVar("T")
 
@@ -62,10 +63,7 @@ def read_yaml(path: str | Path) -> Any:
     try:
         data = OmegaConf.create(text)  # OmegaConf's YAML loader (it reads 1e-3 as a float, PyYAML does not)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"config file {path} is not valid YAML{yaml_problem(e)}") from None
     except OmegaConfBaseException as e:  # e.g. a bare string or number: not a mapping of keys
         raise ConfigError(f"config file {path} must hold a mapping of keys to values ({str(e).splitlines()[0]})") \
             from None
@@ -81,6 +79,20 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def make_run_dir(path: str | Path) -> Path:
+    """Create a run directory and prove it writable now, so a bad path fails before any compute."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot use {path} as the run directory: {e.strerror or e} ({e.filename or path}); "
+                          "choose another with run_dir=...") from None
+    return path
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:

@@ -51,6 +51,14 @@ def install_stop_signals() -> None:
         signal.signal(sig, _raise_stopped)
 
 
+def yaml_problem(e: Exception) -> str:
+    """' at line L, column C: what is wrong' from a PyYAML error, on one line (its str() spans several)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    return f"{where}: {problem}"
+
+
 def _os_error_line(e: OSError) -> str | None:
     """One line for an OSError the user's environment caused (a path, permissions, a full disk); else None."""
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
@@ -86,7 +94,7 @@ def run_cli(prog: str, main: Callable[[list[str]], int], argv: list[str] | None 
         rc = main(argv)
     except KeyboardInterrupt as e:
         # A stage that catches KeyboardInterrupt itself prints its own hint and returns 130.
-        print(f"{prog}: stopped by {_signal_name(e)}", file=sys.stderr)
+        print(f"{prog}: {stop_reason(e)}", file=sys.stderr)
         rc = 128 + getattr(e, "signum", signal.SIGINT)
     except BaseException as e:
         line = error_line(e)
@@ -99,5 +107,11 @@ def run_cli(prog: str, main: Callable[[list[str]], int], argv: list[str] | None 
     return rc
 
 
-def _signal_name(e: KeyboardInterrupt) -> str:
-    return signal.Signals(e.signum).name if isinstance(e, Stopped) else "SIGINT (Ctrl-C)"
+def last_interruption() -> KeyboardInterrupt:
+    """The interruption to re-raise after a library swallowed it (Lightning exits 1 on KeyboardInterrupt)."""
+    return Stopped(_received[-1]) if _received else KeyboardInterrupt()
+
+
+def stop_reason(e: KeyboardInterrupt) -> str:
+    """'stopped by SIGTERM' or 'interrupted (Ctrl-C)': for the message a stage prints before its resume hint."""
+    return f"stopped by {signal.Signals(e.signum).name}" if isinstance(e, Stopped) else "interrupted (Ctrl-C)"

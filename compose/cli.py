@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from aira.errors import run_cli
+from aira.errors import run_cli, stop_reason
 
 
 def hidden_metric(metric: str) -> str:
@@ -25,6 +25,7 @@ def hidden_metric(metric: str) -> str:
 
 
 def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
+    from agents.search import nothing_finished
     from compose.progress import ProgressView
     from compose.run import open_search
 
@@ -42,13 +43,17 @@ def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
           f"{_duration(cfg.search.time_limit_s)}", flush=True)
     try:
         search.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP through aira.errors.run_cli
         view.close()
-        print(f"\ninterrupted: finished evaluations are in {run_dir}/journal.db; continue with "
+        print(f"\n{stop_reason(e)}: finished evaluations are in {run_dir}/journal.db; continue with "
               f"`aira compose resume {run_dir}`", file=sys.stderr)
         return 130
     view.close()
     print()
+    failed = nothing_finished(j)
+    if failed:
+        print(f"aira compose: error: {failed}; the journal is in {run_dir}/journal.db", file=sys.stderr)
+        return 1
     _print_leaderboard(j, cfg.metric, top=5, show_test=False)
     try:
         from compose.report import write_report

@@ -61,10 +61,10 @@ def build_task(cfg: ComposeConfig, run_dir: Path) -> ComposeTask:
 def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node], None] | None = None,
                 executor=None) -> Search:
     """The coordinator over RUN_DIR; the config is written there first, so the run can be resumed."""
-    from aira.config import save_config, to_dict
+    from aira.config import make_run_dir, save_config, to_dict
 
     cfg.check()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     save_config(cfg, run_dir / CONFIG_FILE)
     task = build_task(cfg, run_dir)
     search = Search(run_dir, task, cfg.search, executor=executor, on_event=on_event)

@@ -146,7 +146,8 @@ class ComposeTask:
             return dict(value)
         keep = ("val_bpb", "val_loss", "test_bpb", "test_loss", "params", "flops_per_token", "tokens",
                 "tokens_per_s", "train_s", "wall_s", "peak_mem_bytes", "loss_curve",
-                "pred_bpb", "test_pred_bpb", "ladder", "fit_a", "fit_b")
+                "pred_bpb", "test_pred_bpb", "ladder", "fit_a", "fit_b",
+                "dtype", "device")  # what `dtype: auto` became on the worker's machine (bf16 on CPUs with native bf16)
         return {k: value[k] for k in keep if k in value}
 
 

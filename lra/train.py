@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from functools import partial
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from aira.config import make_run_dir
+from aira.errors import last_interruption
 from lra import config as lra_config
 from lra.config import LRAConfig
 from lra.data import LRADataset, collate, load_dataset
@@ -206,19 +209,29 @@ def run(cfg: LRAConfig) -> dict:
     model_spec(cfg)  # a spec that does not load fails before anything is written
     if (run_dir / "results.json").exists():
         raise LRAError(f"{run_dir} already holds a finished run; pass another run_dir=... or delete it")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     lra_config.save(cfg, run_dir / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     start = time.time()
     module = LRAModule(cfg)  # before the data: a bad spec fails in a second, not after loading a split
     sets = build_datasets(cfg)
     trainer = build_trainer(cfg, run_dir, sets)
-    trainer.fit(module, loader(sets["train"], cfg, True), loader(sets["val"], cfg, False))
+    try:
+        trainer.fit(module, loader(sets["train"], cfg, True), loader(sets["val"], cfg, False))
+    except SystemExit:
+        # Lightning answers Ctrl-C (and SIGTERM / SIGHUP, which aira.errors turns into one) with a graceful
+        # shutdown and exit(1); hand the interruption on so the command says what stopped it, with 128+N.
+        if not trainer.interrupted:
+            raise
+        print(f"the run stopped at step {trainer.global_step}; {run_dir} keeps its checkpoints but no results "
+              "(LRA runs do not resume: train again with another run_dir)", file=sys.stderr)
+        raise last_interruption() from None
     train_s = time.time() - start
     best = trainer.checkpoint_callback.best_model_path or None
     results = {"task": cfg.task, "name": cfg.name, "recipe": cfg.recipe, "budget": cfg.budget,
                "spec": cfg.model.spec or f"recipe:{cfg.recipe}", "seq_len": module.task.seq_len,
                "data_source": cfg.data.source, "params": sum(p.numel() for p in module.model.parameters()),
+               "precision": _precision(cfg), "accelerator": trainer.accelerator.__class__.__name__,
                "steps": trainer.global_step, "train_wall_s": round(train_s, 2),
                "best_checkpoint": best and str(Path(best).relative_to(run_dir))}
     for split in ("val", "test"):

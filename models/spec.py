@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from aira.errors import yaml_problem
 from models.errors import SpecError
 from models.norms import NORMS
 from models.registry import Primitive, get_primitive, primitive_names
@@ -110,6 +111,8 @@ class ArchSpec:
                     problems += [f"{where}.{f}: {msg}" for f, msg in cls.check(self.d_model, cfg)]
         if problems:
             label = f"spec {self.name!r}" if self.name else "spec"
+            if len(problems) == 1:  # one mistake, one line; several are listed one per line
+                raise SpecError(f"invalid {label}: {problems[0]}")
             raise SpecError(f"invalid {label}:\n  - " + "\n  - ".join(problems))
         return self
 
@@ -137,19 +140,23 @@ class ArchSpec:
         return yaml.dump(self.to_dict(), Dumper=_FlowListDumper, sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> ArchSpec:
+    def from_yaml(cls, text: str, source: str = "spec") -> ArchSpec:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise SpecError(f"spec is not valid YAML: {e}") from None
+            raise SpecError(f"{source} is not valid YAML{yaml_problem(e)}") from None
         return cls.from_dict(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> ArchSpec:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str, source: str = "spec") -> ArchSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{source} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -159,10 +166,14 @@ class ArchSpec:
     @classmethod
     def load(cls, path: str | Path) -> ArchSpec:
         path = Path(path)
-        if not path.exists():
-            raise SpecError(f"spec file {path} does not exist")
-        text = path.read_text()
-        return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        if not path.is_file():
+            raise SpecError(f"spec file {path} does not exist" if not path.exists() else f"{path} is not a spec file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file {path} is not a text file (not UTF-8)") from None
+        source = f"spec file {path}"
+        return cls.from_json(text, source) if path.suffix == ".json" else cls.from_yaml(text, source)
 
     # ---------------------------------------------------------------- identity
 

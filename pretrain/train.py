@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from aira.config import make_run_dir
 from models.errors import SpecError
 from models.spec import ArchSpec
 from pretrain import bpb, checkpoint
@@ -171,7 +172,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
     dtype = resolve_dtype(cfg.train.dtype, cuda)
     if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
     data = _load_data(cfg, env, tok, run_dir)
     stream = None
     if cfg.data.streaming:
@@ -219,9 +220,10 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     _say(env, f"run dir {run_dir}" + (f"; resumed from {resume_tag} (step {start})" if resume_tag else ""))
 
     run_id = json.loads((run_dir / "run.json").read_text())["id"] if (run_dir / "run.json").is_file() else None
-    if env.is_main and run_id is None:
-        run_id = f"{cfg.name}-{int(time.time())}"
-        (run_dir / "run.json").write_text(json.dumps({"id": run_id}))
+    if env.is_main:
+        run_id = run_id or f"{cfg.name}-{int(time.time())}"
+        # What `dtype: auto` and the device became on this machine (config.yaml keeps `auto`).
+        (run_dir / "run.json").write_text(json.dumps({"id": run_id, "dtype": dtype, "accelerator": accel}))
     wandb_run = (start_wandb(cfg.log.wandb, cfg.log.wandb_project, cfg.name, run_dir, dataclasses.asdict(cfg),
                              run_id) if env.is_main else None)
     log = MetricsLog(run_dir / "metrics.jsonl", env.is_main, wandb_run)

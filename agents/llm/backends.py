@@ -66,7 +66,9 @@ class Backend:
         if isinstance(e, sdk.APITimeoutError):
             return Transient(f"timed out after {self.cfg.timeout_s:g} s")
         if isinstance(e, sdk.APIConnectionError):
-            return Transient(f"connection error: {e}")
+            cause = e.__cause__ or e.__context__  # the SDK's "Connection error." hides e.g. "connection refused"
+            detail = f" ({_short(str(cause))})" if cause is not None and str(cause) else ""
+            return Transient(f"cannot connect to {where}: {e}{detail}".rstrip("."))
         if isinstance(e, sdk.APIStatusError):
             status, msg = e.status_code, _status_message(e)
             if status in (401, 403, 404):

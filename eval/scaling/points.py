@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import math
 from collections.abc import Callable
@@ -159,7 +160,12 @@ def is_csv(path: Path) -> bool:
 
 def read_csv(path: Path, opts: ReadOptions) -> list[Point]:
     """Rows arch,N,D,C,loss; the loss column is taken to be in the report's unit (--loss)."""
-    with path.open(newline="") as f:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ScalingError(f"{path}: not a UTF-8 text file (byte {e.start}); expected a CSV with a header "
+                           f"{','.join(CSV_COLUMNS)}") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

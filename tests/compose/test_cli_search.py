@@ -1,11 +1,19 @@
 """`aira compose search | resume | leaderboard | replay | report | extrapolate` on a tiny config."""
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
 from agents.journal import Journal
 from compose.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = textwrap.dedent("""\
     name: tiny
@@ -98,3 +106,49 @@ def test_a_search_on_the_mad_suite_ranks_by_accuracy_and_hides_the_test_split(tm
     capsys.readouterr()
     assert main(["leaderboard", str(run), "--test"]) == 0
     assert "test_mad_error" in capsys.readouterr().out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_sigterm_stops_a_search_like_ctrl_c_and_it_resumes(tmp_path, config):
+    # What SLURM, systemd and `kill` send: the message and resume hint of Ctrl-C, exit 128 + 15, no worker
+    # left behind, and a resume that finishes the search without repeating anything.
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "aira.cli", "compose", "search", str(config), f"run_dir={run}",
+           "proxy.tokens=60000", "search.max_evals=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 120
+    while not list(run.glob("jobs/*/worker.pgid")):  # wait until an evaluation is running
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.1)
+    pgids = {int(p.read_text()) for p in run.glob("jobs/*/worker.pgid")}
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and f"aira compose resume {run}" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert not [p for p in pgids if _alive(p)], "a worker outlived its coordinator"
+    assert main(["resume", str(run)]) == 0
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+        assert len(done) == 2 and len({n.key for n in done}) == 2 and not j.unfinished()
+
+
+def test_a_search_in_which_every_proposal_failed_ends_non_zero_with_the_reason(tmp_path, config, capsys):
+    # An LLM endpoint that refuses connections (nothing listens on port 9 of loopback).
+    run = tmp_path / "run"
+    rc = main(["search", str(config), f"run_dir={run}", "llm.backend=openai", "llm.model=m",
+               "llm.base_url=http://127.0.0.1:9/v1", "llm.api_key_env=HOME", "llm.max_retries=0",
+               "search.max_invalid_in_a_row=3"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "every proposal failed" in err and "cannot connect to openai endpoint http://127.0.0.1:9/v1" in err
+    assert "6 times" in err  # 2 agents x 3 invalid proposals in a row each
+    with Journal(run / "journal.db") as j:
+        assert {n.status for n in j.nodes()} == {"invalid"}
