@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow test-seeds test-portability bench lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,14 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow tests
+
+# The learning tests (pytest -m learning) over 5 training seeds, then over torch's CPU kernel sets
+# (no SIMD, AVX2, AVX512 where present) x 1 and 2 threads; tables in bench/results/learning/ (docs/testing.md).
+test-seeds: setup
+	$(BIN)/python bench/learning_margins.py --seeds 0,1,2,3,4
+
+test-portability: setup
+	$(BIN)/python bench/learning_margins.py --capabilities all --threads 1,2
 
 bench: setup
 	$(BIN)/python bench/primitives.py

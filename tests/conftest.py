@@ -6,8 +6,11 @@ import tempfile
 import pytest
 import torch
 
-# Tiny test models: one intra-op thread is faster than two and avoids oversubscribing xdist workers.
-torch.set_num_threads(1)
+from tests.portability import THREADS
+
+# Tiny test models: one intra-op thread is faster than two and avoids oversubscribing xdist workers
+# (AIRA_TEST_THREADS changes it for `make test-portability`).
+torch.set_num_threads(THREADS)
 
 # The tests load throw-away local datasets through Hugging Face `datasets`; keep its cache (read from
 # the environment when `datasets` is imported, which comes later) out of the user's ~/.cache.

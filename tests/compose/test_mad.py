@@ -21,6 +21,7 @@ from compose.mad import (
     split_seed,
 )
 from models.spec import ArchSpec
+from tests.portability import SEED, margin
 
 SIX = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_recall", "selective_copying",
        "compression", "memorization"]
@@ -311,15 +312,23 @@ RECALL = {"tasks": ["in_context_recall"], "steps": 300, "n_train": 4096, "n_test
           "threads": 1, "device": "cpu", "dtype": "fp32"}
 
 
-def test_attention_learns_in_context_recall_and_mlp_only_does_not():
+@pytest.mark.learning
+def test_attention_learns_in_context_recall_and_mlp_only_does_not(record_property):
     """The MAD paper's central observation: recall needs a token mixer that can look up (attention).
 
     Chance is 1 / 8 (the 8 value tokens of vocab 16). A short conv gives attention the previous token,
     so one attention layer suffices for the lookup; the same conv with an MLP instead cannot recall.
+    Measured over seeds 0-4 (docs/testing.md): attention 1.0 every time; [mlp, mlp] 0.12-0.14 and
+    [conv, mlp] 0.19-0.25 (it learns some token statistics), so the "cannot" bar is 0.4, not 0.3
+    (which [conv, mlp] cleared by under 2 standard errors of the 256 test sequences).
     """
-    attn = evaluate_mad(tiny(["conv", "attn"]), MADConfig(**RECALL))
+    cfg = MADConfig(**RECALL, seed=SEED)  # the seed draws the model, the batches and the data
+    attn = evaluate_mad(tiny(["conv", "attn"]), cfg)
+    margin(record_property, "attn_recall", attn["acc/in_context_recall"], 0.9)
     assert attn["acc/in_context_recall"] > 0.9, attn
-    mlp = evaluate_mad(tiny(["mlp", "mlp"]), MADConfig(**RECALL))
-    assert mlp["acc/in_context_recall"] < 0.3, mlp
-    no_lookup = evaluate_mad(tiny(["conv", "mlp"]), MADConfig(**RECALL))
-    assert no_lookup["acc/in_context_recall"] < 0.3, no_lookup
+    mlp = evaluate_mad(tiny(["mlp", "mlp"]), cfg)
+    margin(record_property, "mlp_recall", mlp["acc/in_context_recall"], 0.4, higher_is_better=False)
+    assert mlp["acc/in_context_recall"] < 0.4, mlp
+    no_lookup = evaluate_mad(tiny(["conv", "mlp"]), cfg)
+    margin(record_property, "conv_mlp_recall", no_lookup["acc/in_context_recall"], 0.4, higher_is_better=False)
+    assert no_lookup["acc/in_context_recall"] < 0.4, no_lookup

@@ -21,6 +21,7 @@ from lra.tasks import get_task
 from lra.train import build_datasets, cosine_with_warmup, run
 from models.lm import build_lm
 from models.spec import ArchSpec
+from tests.portability import SEED, margin
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs/lra/listops-tiny.yaml"
@@ -33,12 +34,16 @@ def _metrics(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_tiny_spec_learns_generated_listops_above_chance(tmp_path):
-    cfg = lra_config.load(TINY, [f"run_dir={tmp_path / 'run'}", *QUIET])
+@pytest.mark.learning
+def test_tiny_spec_learns_generated_listops_above_chance(tmp_path, record_property):
+    # 600 test examples (not the config's 200): one standard error is ~0.018 instead of ~0.032. Measured
+    # over train.seed 0-4: 0.262-0.328 against a bar of 0.208 (docs/testing.md).
+    cfg = lra_config.load(TINY, [f"run_dir={tmp_path / 'run'}", f"train.seed={SEED}", "data.num_test=600", *QUIET])
     res = run(cfg)
     test = build_datasets(cfg)["test"]
     majority = collections.Counter(int(e[-1]) for e in test.examples).most_common(1)[0][1] / len(test)
-    # 10 classes; the most frequent label of this generator is ~15% of the set
+    # 10 classes; the most frequent label of this generator is ~13% of the set
+    margin(record_property, "test_acc", res["test_acc"], max(0.2, majority + 0.08))
     assert res["test_acc"] > max(0.2, majority + 0.08), (res, majority)
     run_dir = tmp_path / "run"
     assert (run_dir / res["best_checkpoint"]).is_file() and (run_dir / "checkpoints/last.ckpt").is_file()

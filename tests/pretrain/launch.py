@@ -9,13 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.portability import THREADS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def clean_env() -> dict[str, str]:
-    """os.environ without RANK / WORLD_SIZE / LOCAL_RANK / MASTER_PORT, on CPU DeepSpeed with one thread."""
+    """os.environ without RANK / WORLD_SIZE / LOCAL_RANK / MASTER_PORT, on CPU DeepSpeed with one thread (AIRA_TEST_THREADS)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu"}
+    return {**env, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu"}
 
 
 def free_port() -> int:

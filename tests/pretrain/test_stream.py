@@ -21,6 +21,7 @@ from pretrain.data import _unit, load_packed
 from pretrain.errors import PretrainError
 from pretrain.stream import TokenStream
 from pretrain.tokenizer import ByteTokenizer
+from tests.portability import SEED, margin
 from tests.pretrain.launch import check, clean_env, launcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,8 +184,9 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("nproc", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path, nproc):
+def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path, nproc, record_property):
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 100, 4000)  # ~3 MB of text in 100 files (split by whole files over 2 processes)
     run_dir = tmp_path / "run"
@@ -192,11 +194,12 @@ def test_streamed_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp
                  f"data.source={corpus}", "data.streaming=true", "data.shuffle_docs=16", "data.seq_len=32",
                  "data.val_mb=0.02", "train.batch_size=4", "train.micro_batch_size=2", f"train.steps={STEPS}",
                  "train.val_every=4", "train.val_tokens=512", "train.ckpt_every=6", "train.keep_checkpoints=2",
-                 "log.progress=false", f"run_dir={run_dir}"]
+                 "log.progress=false", f"run_dir={run_dir}", f"train.seed={SEED}"]
     p = _run(["run", str(TINY), *overrides], nproc)
     assert "streamed train" in p.stdout
     full = _records(run_dir)
     losses = [r["loss"] for r in full if r["kind"] == "train"]
+    margin(record_property, "train_loss_drop", losses[0] - np.mean(losses[-3:]), 0.5)
     assert len(losses) == STEPS and np.mean(losses[-3:]) < losses[0] - 0.5  # it learns from the stream
     mode = "one process reads the whole source" if nproc == 1 else "whole files, 50 of 100 per process"
     assert f"streamed train: {mode}" in p.stdout  # said once, at the start
