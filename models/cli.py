@@ -1,13 +1,23 @@
-"""`aira models ...`: list primitives, describe a spec, list presets. Argument parsing and printing only."""
+"""`aira models ...`: list primitives, describe a spec, list presets, check a primitive file.
+
+Argument parsing and printing only. `aira models check FILE.py` imports FILE.py and runs its code in
+this process: fine for a developer checking their own primitive; design/ calls the same library
+functions (models.contract) on agent-written files inside a sandboxed subprocess instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from typing import Any
+
+import yaml
 
 from aira.errors import run_cli
 from models.accounting import layer_table, summarize
-from models.errors import SpecError
+from models.contract import BUDGET_S, D_MODEL, check_primitive, primitives_in
+from models.errors import PrimitiveFileError, SpecError
 from models.presets import PRESETS, load_spec
 from models.registry import get_primitive, knobs, primitive_names
 
@@ -78,10 +88,59 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knob_overrides(items: list[str]) -> dict[str, Any]:
+    """['kernel_size=3', 'gate_act=sigmoid'] -> {'kernel_size': 3, 'gate_act': 'sigmoid'} (YAML scalars)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PrimitiveFileError(f"knob override {item!r} is not key=value (e.g. n_heads=2)")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _config(pcls: type, overrides: dict[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(pcls.Config)}
+    return pcls.Config(**{k: v for k, v in overrides.items() if k in fields})
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    overrides = _knob_overrides(args.knobs)
+    failed = False
+    with primitives_in(args.file) as classes:
+        known = {f.name for pcls in classes for f in dataclasses.fields(pcls.Config)}
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise PrimitiveFileError(f"{', '.join(unknown)}: not a knob of any primitive in {args.file} "
+                                     f"(knobs: {', '.join(sorted(known)) or 'none'})")
+        for pcls in classes:
+            cfg = _config(pcls, overrides)
+            set_knobs = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if hasattr(cfg, k)) or "defaults"
+            print(f"{pcls.name} ({pcls.__name__} in {args.file}), d_model {args.d_model}, knobs: {set_knobs}")
+            results = check_primitive(pcls, cfg, args.d_model, args.budget_s)
+            print(f"  {'property':<20} {'result':<6} {'seconds':>7}  detail")
+            for r in results:
+                print(f"  {r.prop:<20} {r.status.upper() if r.failed else r.status:<6} {r.seconds:>7.2f}  {r.detail}")
+            counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
+            print(f"  {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped\n")
+            failed = failed or counts["fail"] > 0
+    return 1 if failed else 0
+
+
 def _positive_int(text: str) -> int:
     v = int(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return v
 
 
@@ -95,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bytes-per-elem", type=_positive_int, default=2, help="bytes per cached element (default 2: bf16)")
     d.set_defaults(fn=cmd_describe)
     sub.add_parser("presets", help="preset names with parameters and layer counts").set_defaults(fn=cmd_presets)
+    c = sub.add_parser("check", help="run the primitive contract on the primitives a .py file defines "
+                                     "(exit 0: all pass, 1: a property fails, 2: the file cannot be checked)")
+    c.add_argument("file", help="a .py file defining (and usually registering) Primitive subclasses")
+    c.add_argument("knobs", nargs="*", metavar="knob=value", help="config knobs to check with (default: the Config defaults)")
+    c.add_argument("--d-model", type=_positive_int, default=D_MODEL, help=f"width to check at (default {D_MODEL})")
+    c.add_argument("--budget-s", type=_positive_float, default=BUDGET_S,
+                   help=f"time budget per property in seconds (default {BUDGET_S:g})")
+    c.set_defaults(fn=cmd_check)
     return p
 
 

@@ -8,6 +8,8 @@ registers itself with @register. Nothing else needs editing to add one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -29,6 +31,9 @@ class Primitive(nn.Module):
     Subclasses set `name`, `Config` (a dataclass of knobs), `role` ("sequence" for token mixers,
     "channel" for per-token layers such as MLPs) and `native_bidirectional` (True when the module can
     run non-causally by itself; otherwise the encoder wraps two causal copies, one per direction).
+    How a layer changes with d_model is also the class's to say (`width_knobs`, `knobs_at_width`), so
+    models/scaling.py needs no per-primitive knowledge. docs/models.md, "Adding a primitive", walks
+    through one file; models/contract checks a class against everything promised here.
 
     forward(x, state=None, mask=None): `state` is None in training. For cached generation it is a dict
     owned by the caller, one per layer, empty at the start of a sequence; the module reads what it
@@ -45,6 +50,12 @@ class Primitive(nn.Module):
     Config: ClassVar[type]
     role: ClassVar[str] = "sequence"
     native_bidirectional: ClassVar[bool] = False
+    # Knobs sized for one model scale (head counts, absolute widths, state sizes, kernel tiles). When
+    # a proxy is extrapolated to a full-size preset (models.scaling.extrapolate), these take the
+    # target's values for this type, else those of a preset of the same d_model, else the Config
+    # defaults; every other knob is relative to d_model (expansion factors, windows, flags) and is
+    # kept as the proxy had it. Empty: every knob is relative, the safe default for a new primitive.
+    width_knobs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, d_model: int, cfg: Any, causal: bool = True):
         super().__init__()
@@ -64,9 +75,31 @@ class Primitive(nn.Module):
         return []
 
     @classmethod
+    def knobs_at_width(cls, knobs: dict[str, Any], d_from: int, d_to: int) -> dict[str, Any]:
+        """This layer's knobs at d_model `d_to`, given the knobs a spec sets for it at `d_from`.
+
+        Used when a spec changes width in place (models.scaling.at_width, scale_width). `knobs` holds
+        only what the spec sets (no "type"); the result may add or change entries. Default: unchanged,
+        right when every knob is relative to d_model. Override for absolute sizes, e.g. attention
+        keeps its head width (the head count follows d_model) and an MLP scales an absolute `hidden`.
+        """
+        return dict(knobs)
+
+    @classmethod
     def param_count(cls, d_model: int, cfg: Any) -> int:
-        """Number of parameters of one causal layer (without the layer's pre-norm)."""
-        raise NotImplementedError
+        """Number of parameters of one causal layer (without the layer's pre-norm).
+
+        Default: build the layer on the meta device (no memory, no init cost, at any width) and count
+        its parameters. Primitives with a closed form override this; the contract checks that the two
+        agree.
+        """
+        try:
+            with torch.device("meta"):
+                module = cls(d_model, cfg, causal=True)
+        except (NotImplementedError, RuntimeError):
+            # An __init__ that reads tensor values (.item(), .tolist()) cannot run on meta tensors.
+            module = cls(d_model, cfg, causal=True)
+        return sum(p.numel() for p in module.parameters())
 
     @classmethod
     def flops_per_token(cls, d_model: int, cfg: Any, seq_len: int) -> float:
@@ -107,6 +140,28 @@ def register(cls: type[Primitive]) -> type[Primitive]:
         raise ValueError(f"primitive {cls.name!r} registered twice")
     _PRIMITIVES[cls.name] = cls
     return cls
+
+
+def unregister(name: str) -> None:
+    """Remove the primitive registered as `name` (tests and `aira models check` undo what they added)."""
+    _PRIMITIVES.pop(name, None)
+
+
+@contextmanager
+def registered(cls: type[Primitive]) -> Iterator[type[Primitive]]:
+    """`cls` registered under `cls.name` inside the block; removed after if the block added it.
+
+    For checking a class that a file defines without registering it (specs find primitives by name).
+    ValueError when another class holds the name, as `register` raises.
+    """
+    _ensure_loaded()
+    added = _PRIMITIVES.get(cls.name) is not cls
+    register(cls)
+    try:
+        yield cls
+    finally:
+        if added:
+            unregister(cls.name)
 
 
 def _ensure_loaded() -> None:

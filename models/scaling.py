@@ -10,10 +10,10 @@ layer's share of the depth stays i/L to (i+1)/L and the type ratios stay as clos
 
 `extrapolate(proxy, target="llama3.2-1b", method="stack")` turns a 16-layer proxy into a full model:
   1. widths: d_model, vocab, norm and tying come from the target preset; each alias of the proxy keeps
-     its type and its non-width knobs (window, qk_norm, ...) and takes the target's knobs for that type
-     (attn: heads, KV heads, RoPE; mlp: SwiGLU hidden). A type the target lacks (mamba2 for a Llama
-     target) takes its knobs from another preset of the same d_model (nemotron-h-1b at 2048) or, if
-     none, the primitive's defaults.
+     its type and its relative knobs (window, qk_norm, expansion factors, ...) and takes the target's
+     knobs for that type in place of its `width_knobs` (attn: heads, KV heads, RoPE; mlp: SwiGLU
+     hidden). A type the target lacks (mamba2 for a Llama target) takes them from another preset of
+     the same d_model (nemotron-h-1b at 2048) or, if none, the primitive's defaults.
   2. depth: start from the target's layer count (32 for Llama 3.2 1B = 16 blocks x [attn, mlp]) and
      stack or stretch the proxy pattern to it;
   3. budget: if that model is more than `tolerance` (5%) away from the target's parameter count, take
@@ -25,6 +25,10 @@ Worked example (composer-hybrid-proxy = [attn, mlp, mlp] x 5 + [mlp], 5 attn : 1
   18 mlp) give 1,263,067,136 (+2.2%), the deepest within 5%, so the result has 27 layers. Stretching
   also lands on 27 layers: each of the 16 layers gets 1 or 2 copies (27/16 = 1.69 each), here
   10 attn : 17 mlp, 1,223,221,248 (-1.0%). docs/scaling.md has the detail.
+
+Which knobs are sizes and how a layer changes with width is each primitive's own declaration
+(`Primitive.width_knobs`, `Primitive.knobs_at_width`): this file knows no primitive by name, so a new
+primitive file extrapolates and rescales with no edit here.
 """
 
 from __future__ import annotations
@@ -36,15 +40,6 @@ from models.accounting import count_params, embedding_params
 from models.errors import SpecError
 from models.norms import norm_param_count
 from models.spec import ArchSpec
-
-# Knobs that set a primitive's size; extrapolation replaces them with the target's (or the defaults).
-WIDTH_KNOBS: dict[str, tuple[str, ...]] = {
-    "attn": ("n_heads", "n_kv_heads", "head_dim", "rope_theta", "rope_scaling"),
-    "mlp": ("kind", "hidden", "expansion", "multiple_of"),
-    "mamba2": ("d_state", "d_conv", "expand", "head_dim", "n_groups", "chunk_size"),
-    "mamba": ("d_state", "d_conv", "expand", "dt_rank"),
-}
-
 
 # ---------------------------------------------------------------- patterns
 
@@ -122,9 +117,8 @@ def scale_depth(spec: ArchSpec, target_params: int, method: Literal["stack", "st
 def scale_width(spec: ArchSpec, target_params: int, multiple_of: int = 64, max_d_model: int = 16384) -> ArchSpec:
     """The spec at the d_model (a multiple of `multiple_of`) whose count is nearest target_params.
 
-    Attention keeps its head width and query:KV grouping (the head count follows d_model); an MLP with
-    an absolute `hidden` scales it with d_model (rounded to 8); relative knobs (expansion, expand) stay.
-    Widths at which a primitive's own check fails (e.g. a head split) are skipped.
+    Each layer changes as its primitive's `knobs_at_width` says (see `at_width`). Widths at which a
+    primitive's own check fails (e.g. a head split) are skipped.
     """
     spec.validate()
     best: tuple[int, ArchSpec] | None = None
@@ -143,22 +137,14 @@ def scale_width(spec: ArchSpec, target_params: int, multiple_of: int = 64, max_d
 
 
 def at_width(spec: ArchSpec, d: int) -> ArchSpec:
-    """The same pattern at d_model `d`: attention keeps its head width and grouping, an absolute MLP
-    `hidden` scales with d (rounded to 8), relative knobs stay. SpecError when d suits no head split."""
+    """The same pattern at d_model `d`, each layer's knobs changed by its primitive's `knobs_at_width`
+    (attention keeps its head width and grouping, an absolute MLP `hidden` scales with d, relative
+    knobs stay). SpecError when a primitive's check rejects the result (e.g. no head split fits d)."""
     prims = {}
     for alias in dict.fromkeys(list(spec.pattern) + list(spec.primitives)):
-        pcls, cfg = spec.resolve(alias)
+        pcls, _ = spec.resolve(alias)
         knobs = {k: v for k, v in spec.primitives.get(alias, {}).items() if k != "type"}
-        if pcls.name == "attn":
-            head = cfg.head_dim if cfg.head_dim is not None else spec.d_model // cfg.n_heads
-            group = cfg.n_heads // (cfg.n_kv_heads or cfg.n_heads)
-            n_heads = max(group, (d // head) // group * group)
-            knobs.update(n_heads=n_heads, n_kv_heads=n_heads // group if cfg.n_kv_heads is not None else None)
-            if cfg.head_dim is None and d % n_heads:
-                knobs["head_dim"] = head
-        elif pcls.name == "mlp" and cfg.hidden is not None:
-            knobs["hidden"] = max(8, round(cfg.hidden * d / spec.d_model / 8) * 8)
-        prims[alias] = {"type": pcls.name, **knobs}
+        prims[alias] = {"type": pcls.name, **pcls.knobs_at_width(knobs, spec.d_model, d)}
     return dataclasses.replace(spec, d_model=d, primitives=prims).validate()
 
 
@@ -211,10 +197,9 @@ def retarget_widths(proxy: ArchSpec, target: ArchSpec) -> ArchSpec:
         widths = target_knobs.get(pcls.name)
         if widths is None:
             widths = _companion_knobs(pcls.name, target.d_model)
-        if widths is None and pcls.name not in WIDTH_KNOBS:
-            widths = {}  # unknown type: its knobs are taken to be relative to d_model; keep them
-        else:
-            own = {k: v for k, v in own.items() if k not in WIDTH_KNOBS.get(pcls.name, ())}
+        # The proxy's sizes were chosen for the proxy's width: drop them, so the target's (or, when no
+        # preset has this type, the defaults) take their place. Relative knobs carry over.
+        own = {k: v for k, v in own.items() if k not in pcls.width_knobs}
         prims[alias] = {"type": pcls.name, **own, **(widths or {})}
     return ArchSpec(pattern=list(proxy.pattern), d_model=target.d_model, vocab_size=target.vocab_size,
                     primitives=prims, norm=target.norm, norm_eps=target.norm_eps,

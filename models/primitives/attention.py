@@ -58,6 +58,9 @@ class Attention(Primitive):
     Config = AttentionConfig
     role = "sequence"
     native_bidirectional = True  # `causal` only selects the mask
+    # Head counts, head width and RoPE are chosen per model size (Llama 3.2 1B: 32 heads, 8 KV heads,
+    # theta 500000 with llama3 scaling): a full-size target's values replace a proxy's.
+    width_knobs = ("n_heads", "n_kv_heads", "head_dim", "rope_theta", "rope_scaling")
 
     def __init__(self, d_model: int, cfg: AttentionConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)
@@ -148,6 +151,20 @@ class Attention(Primitive):
         return ok
 
     # ------------------------------------------------------------------ formulas
+
+    @classmethod
+    def knobs_at_width(cls, knobs: dict[str, Any], d_from: int, d_to: int) -> dict[str, Any]:
+        """Keep the head width and the query:KV grouping; the head count follows d_model (at least one
+        group). head_dim is set explicitly when d_to is not a multiple of the new head count."""
+        cfg = cls.Config(**knobs)
+        head = cfg.head_dim if cfg.head_dim is not None else d_from // cfg.n_heads
+        group = cfg.n_heads // (cfg.n_kv_heads or cfg.n_heads)
+        n_heads = max(group, (d_to // head) // group * group)
+        out = {**knobs, "n_heads": n_heads,
+               "n_kv_heads": n_heads // group if cfg.n_kv_heads is not None else None}
+        if cfg.head_dim is None and d_to % n_heads:
+            out["head_dim"] = head
+        return out
 
     @classmethod
     def check(cls, d_model: int, cfg: AttentionConfig) -> list[tuple[str, str]]:

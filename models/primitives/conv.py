@@ -55,6 +55,9 @@ class ShortConv(Primitive):
     Config = ConvConfig
     role = "sequence"
     native_bidirectional = True  # a centred kernel reads both sides
+    # Every knob is relative: kernel taps do not depend on width and `expand` is a factor of d_model,
+    # so a proxy's choices carry over to any width unchanged (the Primitive defaults).
+    width_knobs = ()
 
     def __init__(self, d_model: int, cfg: ConvConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)

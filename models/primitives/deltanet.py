@@ -92,12 +92,34 @@ def gdn_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tens
     return torch.einsum("bhd,bhde->bhe", q, S), S
 
 
+def naive_gdn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
+              state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for `gdn_chunked`: S_t = a_t (I - b_t k_t k_t^T) S_{t-1} + b_t k_t v_t^T, o_t = S_t^T q_t,
+    one token at a time in explicit matrix form (a_t = exp g_t), so it is right by inspection.
+
+    Shapes as gdn_chunked: q, k (B, H, L, dk); v (B, H, L, dv); beta, g (B, H, L); state (B, H, dk, dv)
+    or None (zeros). Slow (a Python loop over L); for tests and for checking a new fast form.
+    """
+    S = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1]) if state is None else state
+    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
+    outs = []
+    for t in range(q.shape[2]):
+        kt, vt = k[:, :, t, :, None], v[:, :, t, :, None]
+        bt, at = beta[:, :, t, None, None], g[:, :, t, None, None].exp()
+        S = at * (eye - bt * kt @ kt.transpose(-1, -2)) @ S + bt * kt @ vt.transpose(-1, -2)
+        outs.append((S.transpose(-1, -2) @ q[:, :, t, :, None]).squeeze(-1))
+    return torch.stack(outs, 2), S
+
+
 @register
 class GatedDeltaNet(Primitive):
     name = "gdn"
     Config = GDNConfig
     role = "sequence"
     native_bidirectional = False
+    # Head count and chunk are absolute; when extrapolating, the defaults replace a proxy's (the short
+    # conv's taps and the expansion factors are relative and carry over).
+    width_knobs = ("n_heads", "chunk_size")
 
     def __init__(self, d_model: int, cfg: GDNConfig, causal: bool = True):
         if not causal:
@@ -168,6 +190,14 @@ class GatedDeltaNet(Primitive):
             o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.norm_weight.float()
             o = o * F.silu(gate)
         return self.o_proj(o.reshape(B, L, dv).to(x.dtype))
+
+    @classmethod
+    def knobs_at_width(cls, knobs: dict, d_from: int, d_to: int) -> dict:
+        """Keep the key head width; the head count follows d_model (at least one head), as Gated
+        DeltaNet models keep head_dim 256 across sizes (fla) and add heads."""
+        cfg = cls.Config(**knobs)
+        head = max(1, _widths(d_from, cfg)[0] // cfg.n_heads)
+        return {**knobs, "n_heads": max(1, round(cfg.expand_k * d_to) // head)}
 
     @classmethod
     def check(cls, d_model: int, cfg: GDNConfig) -> list[tuple[str, str]]:

@@ -99,12 +99,34 @@ def gla_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
     return torch.einsum("bhd,bhde->bhe", q, S), S
 
 
+def naive_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+              state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for `gla_chunked`: S_t = diag(exp g_t) S_{t-1} + k_t^T v_t, o_t = q_t S_t, one token at a
+    time in plain products (no chunking, no rescaling), so it is right by inspection.
+
+    Shapes as gla_chunked: q, k, g (B, H, L, dk); v (B, H, L, dv); state (B, H, dk, dv) or None (zeros).
+    Slow (a Python loop over L); for tests and for checking a new fast form.
+    """
+    S = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1]) if state is None else state
+    outs = []
+    for t in range(q.shape[2]):
+        S = torch.exp(g[:, :, t]).unsqueeze(-1) * S + k[:, :, t].unsqueeze(-1) * v[:, :, t].unsqueeze(-2)
+        outs.append((q[:, :, t].unsqueeze(-2) @ S).squeeze(-2))
+    return torch.stack(outs, 2), S
+
+
 @register
 class GLA(Primitive):
     name = "gla"
     Config = GLAConfig
     role = "sequence"
     native_bidirectional = False
+    # Head count, gate rank and chunk are absolute; a proxy shrinks them for its width and sequence
+    # length, and the defaults are the paper's full-size values (fla's GLA 340M and 1.3B both use 4
+    # heads, rank 16, chunk 64), which replace a proxy's when extrapolating. At another width they are
+    # kept (knobs_at_width is not overridden): with expand_k / expand_v relative, the head widths follow
+    # d_model, as across fla's GLA sizes.
+    width_knobs = ("n_heads", "gate_low_rank", "chunk_size")
 
     def __init__(self, d_model: int, cfg: GLAConfig, causal: bool = True):
         if not causal:

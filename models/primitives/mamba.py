@@ -223,6 +223,11 @@ class Mamba(Primitive):
     Config = MambaConfig
     role = "sequence"
     native_bidirectional = False
+    # Chosen per model size in the Mamba family (state 16, conv 4, expand 2, dt_rank ceil(d/16)): a
+    # full-size preset's values, else these defaults, replace a proxy's. At another width everything is
+    # kept (knobs_at_width is not overridden): d_inner follows d_model through `expand`, and dt_rank
+    # null follows it as ceil(d_model / 16).
+    width_knobs = ("d_state", "d_conv", "expand", "dt_rank")
 
     def __init__(self, d_model: int, cfg: MambaConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)

@@ -151,6 +151,11 @@ class Mamba2(Primitive):
     Config = Mamba2Config
     role = "sequence"
     native_bidirectional = False
+    # State size, conv taps, head width, groups and chunk are chosen per model size (Nemotron-H: d_state
+    # 128, 8 groups, chunk 128): a full-size preset's values replace a proxy's. At another width the
+    # defaults' rule holds as it is: head_dim fixed and expand relative, so the head count follows
+    # d_model (knobs_at_width is not overridden).
+    width_knobs = ("d_state", "d_conv", "expand", "head_dim", "n_groups", "chunk_size")
 
     def __init__(self, d_model: int, cfg: Mamba2Config, causal: bool = True):
         super().__init__(d_model, cfg, causal)

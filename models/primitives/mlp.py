@@ -32,6 +32,9 @@ class MLP(Primitive):
     Config = MLPConfig
     role = "channel"
     native_bidirectional = True  # acts on each token alone
+    # The FFN's shape is chosen per model size (Llama 3.2 1B: SwiGLU, hidden 8192): a full-size target's
+    # values replace a proxy's.
+    width_knobs = ("kind", "hidden", "expansion", "multiple_of")
 
     def __init__(self, d_model: int, cfg: MLPConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)
@@ -46,6 +49,13 @@ class MLP(Primitive):
         if self.gate is not None:
             return self.down(F.silu(self.gate(x)) * self.up(x))
         return self.down(F.gelu(self.up(x)))
+
+    @classmethod
+    def knobs_at_width(cls, knobs: dict, d_from: int, d_to: int) -> dict:
+        """An absolute `hidden` scales with d_model (rounded to 8, at least 8); `expansion` is relative."""
+        if knobs.get("hidden") is None:
+            return dict(knobs)
+        return {**knobs, "hidden": max(8, round(knobs["hidden"] * d_to / d_from / 8) * 8)}
 
     @classmethod
     def check(cls, d_model: int, cfg: MLPConfig) -> list[tuple[str, str]]:

@@ -77,6 +77,10 @@ class S4D(Primitive):
     Config = S4DConfig
     role = "sequence"
     native_bidirectional = False
+    # One SSM per channel, so the channels follow d_model by themselves; the state size per channel is
+    # the one absolute size, and S4D's full-size value (N = 64, the default) replaces a proxy's when
+    # extrapolating. Kept at another width (knobs_at_width is not overridden), as S4 keeps N fixed.
+    width_knobs = ("d_state",)
 
     def __init__(self, d_model: int, cfg: S4DConfig, causal: bool = True):
         super().__init__(d_model, cfg, causal)

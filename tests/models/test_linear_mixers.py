@@ -1,4 +1,4 @@
-"""GLA, Gated DeltaNet and short-conv mixers: chunked forms vs plain recurrences, caches, bf16."""
+"""GLA, Gated DeltaNet and short-conv mixers: chunked forms vs the naive references beside them, caches, bf16."""
 
 import pytest
 import torch
@@ -6,31 +6,11 @@ import torch.nn.functional as F
 
 from models import ArchSpec, build_classifier, build_lm
 from models.generate import new_states
-from models.primitives.deltanet import gdn_chunked
-from models.primitives.gla import gla_chunked
+from models.primitives.deltanet import gdn_chunked, naive_gdn
+from models.primitives.gla import gla_chunked, naive_gla
 from models.registry import get_primitive
 
 B, H, DK, DV = 2, 2, 8, 6
-
-
-def naive_gla(q, k, v, g, S):
-    """S_t = diag(exp g_t) S_{t-1} + k_t^T v_t, o_t = q_t S_t, one step at a time."""
-    outs = []
-    for t in range(q.shape[2]):
-        S = torch.exp(g[:, :, t]).unsqueeze(-1) * S + k[:, :, t].unsqueeze(-1) * v[:, :, t].unsqueeze(-2)
-        outs.append((q[:, :, t].unsqueeze(-2) @ S).squeeze(-2))
-    return torch.stack(outs, 2), S
-
-
-def naive_gdn(q, k, v, beta, g, S):
-    """S_t = a_t (I - b_t k_t k_t^T) S_{t-1} + b_t k_t v_t^T, o_t = S_t^T q_t, in explicit matrix form."""
-    eye = torch.eye(k.shape[-1], dtype=k.dtype)
-    outs = []
-    for t in range(q.shape[2]):
-        kt, vt, bt, at = k[:, :, t, :, None], v[:, :, t, :, None], beta[:, :, t, None, None], g[:, :, t, None, None].exp()
-        S = at * (eye - bt * kt @ kt.transpose(-1, -2)) @ S + bt * kt @ vt.transpose(-1, -2)
-        outs.append((S.transpose(-1, -2) @ q[:, :, t, :, None]).squeeze(-1))
-    return torch.stack(outs, 2), S
 
 
 def gla_inputs(L, strong=False):
@@ -48,7 +28,7 @@ def test_gla_chunked_equals_recurrence(chunk, L):
     q, k, v, g, S0 = gla_inputs(L)
     for init in (None, S0):
         o, S = gla_chunked(q, k, v, g, init, chunk)
-        o_ref, S_ref = naive_gla(q, k, v, g, torch.zeros_like(S0) if init is None else init)
+        o_ref, S_ref = naive_gla(q, k, v, g, init)
         torch.testing.assert_close(o, o_ref)
         torch.testing.assert_close(S, S_ref)
 
@@ -83,7 +63,7 @@ def test_gdn_chunked_equals_recurrence(chunk, L):
     q, k, v, beta, g, S0 = gdn_inputs(L)
     for init in (None, S0):
         o, S = gdn_chunked(q, k, v, beta, g, init, chunk)
-        o_ref, S_ref = naive_gdn(q, k, v, beta, g, torch.zeros_like(S0) if init is None else init)
+        o_ref, S_ref = naive_gdn(q, k, v, beta, g, init)
         torch.testing.assert_close(o, o_ref)
         torch.testing.assert_close(S, S_ref)
 

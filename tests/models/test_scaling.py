@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
+from models import build_lm
 from models.accounting import count_params
 from models.errors import SpecError
 from models.presets import PRESETS, get_preset
-from models.registry import primitive_names
+from models.registry import Primitive, primitive_names, registered
 from models.scaling import (
+    at_width,
     extrapolate,
     retarget_widths,
     scale_depth,
@@ -145,3 +150,97 @@ def test_non_width_knobs_survive_and_bad_method_is_named():
         extrapolate(proxy, "llama3.2-1b", method="interleave")
     with pytest.raises(SpecError, match="within"):
         extrapolate(get_preset("composer-hybrid-proxy"), "llama3.2-1b", tolerance=1e-4)
+
+
+# ---------------------------------------------------------------- a primitive this file adds
+
+
+@dataclass
+class ToyConfig:
+    n_heads: int = 8         # absolute: declared in width_knobs; the default is the full-size value
+    expansion: float = 2.0   # relative to d_model
+
+
+class ToyMixer(Primitive):
+    """A new primitive as AIRA-Design would add one: its own width rule, no param_count formula (the
+    meta-device default counts it), and no edit to models/scaling.py."""
+
+    name = "test-scaling-toy"
+    Config = ToyConfig
+    width_knobs = ("n_heads",)
+
+    def __init__(self, d_model: int, cfg: ToyConfig, causal: bool = True):
+        super().__init__(d_model, cfg, causal)
+        inner = round(cfg.expansion * d_model)
+        self.up = nn.Linear(d_model, inner, bias=False)
+        self.decay = nn.Parameter(torch.zeros(cfg.n_heads, 4))
+        self.down = nn.Linear(inner, d_model, bias=False)
+
+    def forward(self, x, state=None, mask=None):
+        return self.down(torch.cumsum(self.up(x), dim=1))
+
+    @classmethod
+    def knobs_at_width(cls, knobs, d_from, d_to):
+        n = knobs.get("n_heads", ToyConfig.n_heads)
+        return {**knobs, "n_heads": max(1, n * d_to // d_from)}  # keep the head width
+
+    @classmethod
+    def flops_per_token(cls, d_model, cfg, seq_len):
+        return 4.0 * d_model * round(cfg.expansion * d_model)
+
+
+@pytest.fixture
+def toy():
+    with registered(ToyMixer) as cls:  # unregistered again after the test
+        yield cls
+    assert ToyMixer.name not in primitive_names()
+
+
+def _toy_proxy() -> ArchSpec:
+    base = get_preset("composer-hybrid-proxy")
+    prims = {**base.primitives, "toy": {"type": ToyMixer.name, "n_heads": 2, "expansion": 1.5}}
+    return base.replace(pattern=["attn", "toy", "mlp"] * 5 + ["mlp"], primitives=prims, name="toy-proxy")
+
+
+def test_a_new_primitive_extrapolates_by_its_own_declaration(toy):
+    out = extrapolate(_toy_proxy(), "llama3.2-1b", "stack")
+    # n_heads, an absolute size, takes the default (no preset has this type); expansion carries over.
+    assert out.primitives["toy"] == {"type": toy.name, "expansion": 1.5}
+    _, cfg = out.resolve("toy")
+    assert (cfg.n_heads, cfg.expansion) == (8, 1.5)
+    # param_count comes from the meta-device default: 2 x 2048 x 3072 matrices and 8 x 4 decays.
+    assert toy.param_count(2048, cfg) == 2 * 2048 * 3072 + 8 * 4
+    assert abs(count_params(out) / LLAMA_1B - 1) <= 0.05
+    with torch.device("meta"):  # the whole 1B model, built without memory, holds what the formulas say
+        assert sum(p.numel() for p in build_lm(out).parameters()) == count_params(out)
+    # The meta default works at any width: 10^10 parameters counted without allocating one.
+    assert toy.param_count(100_000, toy.Config()) == 2 * 100_000 * 200_000 + 8 * 4
+
+
+def test_a_new_primitive_changes_width_by_its_own_rule(toy):
+    proxy = _toy_proxy()
+    wider = at_width(proxy, 256)
+    assert wider.primitives["toy"] == {"type": toy.name, "n_heads": 4, "expansion": 1.5}
+    assert wider.primitives["mlp"]["hidden"] == 384 and wider.primitives["attn"]["n_heads"] == 8
+    assert count_params(scale_width(proxy, 4 * count_params(proxy))) > 3 * count_params(proxy)
+
+
+def test_linear_mixers_s4d_and_conv_follow_their_declared_rules():
+    proxy = ArchSpec(pattern=["gla", "gdn", "s4d", "conv", "mlp"], d_model=128, name="mixers", primitives={
+        "gla": {"type": "gla", "n_heads": 2, "chunk_size": 16, "expand_k": 0.25},
+        "gdn": {"type": "gdn", "n_heads": 2, "chunk_size": 16, "d_conv": 3},
+        "s4d": {"type": "s4d", "d_state": 16, "glu": False},
+        "conv": {"type": "conv", "kernel_size": 3, "expand": 2.0},
+        "mlp": {"type": "mlp", "hidden": 192},
+    }).validate()
+    wide = retarget_widths(proxy, get_preset("llama3.2-1b"))
+    # Absolute sizes take the full-size defaults; relative knobs carry over.
+    assert wide.primitives["gla"] == {"type": "gla", "expand_k": 0.25}
+    assert wide.primitives["gdn"] == {"type": "gdn", "d_conv": 3}
+    assert wide.primitives["s4d"] == {"type": "s4d", "glu": False}
+    assert wide.primitives["conv"] == {"type": "conv", "kernel_size": 3, "expand": 2.0}
+    # In place, gdn keeps its key head width (48) and adds heads; gla keeps its head count.
+    doubled = at_width(proxy, 256)
+    assert doubled.primitives["gdn"]["n_heads"] == 4 and doubled.primitives["gla"]["n_heads"] == 2
+    assert doubled.primitives["s4d"] == proxy.primitives["s4d"]
+    assert doubled.primitives["conv"] == proxy.primitives["conv"]
