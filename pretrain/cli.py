@@ -69,12 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value changes that keep the run compatible "
                                                 "(e.g. train.ckpt_every=50)")
     p.set_defaults(fn=_resume)
-    p = verbs.add_parser("export", help="write a checkpoint as safetensors + spec (and HF Llama when it fits)")
+    p = verbs.add_parser("export", help="write a checkpoint as safetensors + spec + model card, and a "
+                                        "transformers folder (hf/) when a class fits")
     p.add_argument("run_dir")
     p.add_argument("--tag", help="checkpoint tag (default: the newest)")
     p.add_argument("--out", help="output directory (default RUN_DIR/export)")
     p.add_argument("--hf", choices=["auto", "yes", "no"], default="auto",
-                   help="also write transformers Llama format: auto = when the spec is Llama-shaped")
+                   help="also write hf/ (Llama, Mamba or Mamba2 with tokenizer files): auto = when the spec "
+                        "fits one; yes = fail when none fits")
     p.set_defaults(fn=_export)
     p = verbs.add_parser("tokenizer", help="train a byte-level BPE tokenizer on a config's corpus")
     p.add_argument("config", nargs="?", help="YAML config whose data.source is the corpus")

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from eval.lm.errors import LMEvalError
 from models.errors import SpecError
 from models.lm import CausalLM, build_lm
 from models.spec import ArchSpec
 from pretrain.errors import PretrainError
+from pretrain.export import load_export, run_settings, saved_tokenizer, state_dict_from_checkpoint
 from pretrain.tokenizer import ByteTokenizer, Tokenizer, load_tokenizer
 
 
@@ -52,61 +52,34 @@ def decode(tok: Tokenizer, ids: list[int]) -> str:
     return inner.decode(ids)
 
 
-# ---------------------------------------------------------------------------------------------- tokenizers
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def _tokenizer_in(directory: Path, setting: str | None) -> Tokenizer:
-    """The tokenizer a run trained with (`setting` = its data.tokenizer), preferring the copy in `directory`."""
-    if setting is None:  # no config to ask: go by the files present
-        if (directory / "tokenizer_config.json").is_file():
-            setting = f"hf:{directory}"
-        elif (directory / "tokenizer.json").is_file():
-            setting = str(directory / "tokenizer.json")
-        else:
-            setting = "bytes"
-    elif setting.startswith("hf:") and (directory / "tokenizer_config.json").is_file():
-        setting = f"hf:{directory}"  # the run saved it: no hub access needed
-    elif setting not in ("bytes",) and not setting.startswith("hf:") and (directory / "tokenizer.json").is_file():
-        setting = str(directory / "tokenizer.json")  # the config's path may be relative to another cwd
-    return load_tokenizer(setting)
-
-
-def _run_settings(run_dir: Path) -> tuple[str | None, int | None]:
-    """(data.tokenizer, data.seq_len) of a run's config.yaml, or Nones when it is not there."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None, None
-    data = _read_yaml(path).get("data") or {}
-    return data.get("tokenizer", "bytes"), data.get("seq_len")
-
-
 # ---------------------------------------------------------------------------------------------- sources
 
 
 def _load_export(path: Path, tag: str | None) -> tuple[CausalLM, Tokenizer, int | None, dict]:
-    from pretrain.export import load_export
-
-    info = json.loads((path / "export.json").read_text()) if (path / "export.json").is_file() else {}
-    setting, seq_len = _run_settings(Path(info["run_dir"])) if info.get("run_dir") else (None, None)
+    info = _export_info(path)
     source = {"kind": "export", "path": str(path), "step": info.get("step"), "tokens": info.get("tokens")}
-    return load_export(path), _tokenizer_in(path, setting), seq_len, source
+    return load_export(path), saved_tokenizer(path, info["tokenizer"]), info["seq_len"], source
+
+
+def _export_info(path: Path) -> dict[str, Any]:
+    """An export's export.json with its tokenizer setting and seq_len (older exports: from the run's config)."""
+    info = json.loads((path / "export.json").read_text()) if (path / "export.json").is_file() else {}
+    if "seq_len" not in info:
+        setting, seq_len = run_settings(Path(info["run_dir"])) if info.get("run_dir") else (None, None)
+        info.update(tokenizer=setting, seq_len=seq_len)
+    return info
 
 
 def _load_run(path: Path, tag: str | None) -> tuple[CausalLM, Tokenizer, int | None, dict]:
     from pretrain import checkpoint
-    from pretrain.export import state_dict_from_checkpoint
 
     spec = ArchSpec.load(path / "spec.yaml")
     tag, meta = checkpoint.check(path / "checkpoints", {"spec_hash": spec.hash()}, tag)
     model = build_lm(spec)
     model.load_state_dict(state_dict_from_checkpoint(path / "checkpoints", tag), strict=True)
-    setting, seq_len = _run_settings(path)
+    setting, seq_len = run_settings(path)
     source = {"kind": "run", "path": str(path), "tag": tag, "step": meta.get("step"), "tokens": meta.get("tokens")}
-    return model.eval(), _tokenizer_in(path, setting), seq_len, source
+    return model.eval(), saved_tokenizer(path, setting), seq_len, source
 
 
 _HF_CONVERTERS = {"llama": "from_hf_llama", "mamba": "from_hf_mamba", "mamba2": "from_hf_mamba2"}
@@ -124,15 +97,14 @@ def _load_hf(path: Path, tag: str | None) -> tuple[CausalLM, Tokenizer | None, i
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     model = getattr(models.hf, _HF_CONVERTERS[model_type])(hf_model).eval()
     source = {"kind": "hf", "path": str(path), "model_type": model_type}
-    if (path / "tokenizer_config.json").is_file():
-        return model, load_tokenizer(f"hf:{path}"), None, source
+    tok = load_tokenizer(f"hf:{path}") if (path / "tokenizer_config.json").is_file() else None
     export_dir = path.parent
-    if (export_dir / "export.json").is_file():  # the hf/ folder of an aira export: its tokenizer is one up
-        info = json.loads((export_dir / "export.json").read_text())
-        setting, seq_len = _run_settings(Path(info["run_dir"])) if info.get("run_dir") else (None, None)
+    if (export_dir / "export.json").is_file():  # the hf/ folder of an aira export: training seq_len and step
+        info = _export_info(export_dir)
         source.update(step=info.get("step"), aira_export=str(export_dir))
-        return model, _tokenizer_in(export_dir, setting), seq_len, source
-    return model, None, None, source
+        # Exports before issue 19 wrote no tokenizer into hf/: the run's is one folder up.
+        return model, tok or saved_tokenizer(export_dir, info["tokenizer"]), info["seq_len"], source
+    return model, tok, None, source
 
 
 def _load_spec(name: str, seed: int) -> tuple[CausalLM, Tokenizer, int | None, dict]:
@@ -144,7 +116,9 @@ def _load_spec(name: str, seed: int) -> tuple[CausalLM, Tokenizer, int | None, d
 
 
 SOURCES: dict[str, tuple[Callable[[Path], bool], Callable[..., tuple]]] = {
-    "export": (lambda p: (p / "model.safetensors").is_file() and (p / "spec.yaml").is_file(), _load_export),
+    # An export's hf/ holds model.safetensors + spec.yaml too, but its weights carry transformers' names.
+    "export": (lambda p: (p / "model.safetensors").is_file() and (p / "spec.yaml").is_file()
+               and not (p / "config.json").is_file(), _load_export),
     "run": (lambda p: (p / "spec.yaml").is_file() and (p / "checkpoints").is_dir(), _load_run),
     "hf": (lambda p: (p / "config.json").is_file(), _load_hf),
 }

@@ -15,9 +15,11 @@ _HOME = {
     "to_hf_llama": "models.hf.llama",
     "from_hf_mamba": "models.hf.mamba",
     "from_hf_mamba2": "models.hf.mamba",
+    "to_hf_mamba": "models.hf.mamba",
+    "to_hf_mamba2": "models.hf.mamba",
 }
 
-__all__ = ["from_hf_llama", "from_hf_mamba", "from_hf_mamba2", "to_hf_llama"]
+__all__ = ["from_hf_llama", "from_hf_mamba", "from_hf_mamba2", "to_hf_llama", "to_hf_mamba", "to_hf_mamba2"]
 
 
 def __getattr__(name: str) -> Any:
