@@ -52,6 +52,8 @@ class _Running:
 
 
 class LocalExecutor:
+    """Runs evaluation jobs in worker processes on this machine, up to max_workers at once: submit, wait, shutdown."""
+
     def __init__(self, run_dir: str | Path, max_workers: int = 1, timeout_s: float | None = None,
                  memory_mb: int | None = None, env: dict[str, str] | None = None, reuse_workers: bool = False,
                  die_with_coordinator: bool = True):

@@ -1,7 +1,8 @@
 """Search policies: given what an agent has seen so far, choose the next operator and its parents.
 
-The policies are aira-dojo's (Greedy, MCTS, Evolutionary) plus Random; their defaults are read
-from aira-dojo's solver configs (see REFERENCE.md). A policy knows nothing about what a payload is:
+The policies are aira-dojo's (Greedy, MCTS, Evolutionary) plus Random and One-Shot (one draft per
+agent and nothing after it: AIRA-Design's baseline scaffold); their defaults are read from aira-dojo's
+solver configs (see REFERENCE.md). A policy knows nothing about what a payload is:
 it sees nodes with a status and a scalar score (lower is better) and returns an Action.
 Invalid or failed nodes are handed to `debug` up to `max_debug_depth` times along a chain. With
 `analyze_every: n`, every n-th step of an agent is `analyze`: the operator sees the agent's best
@@ -22,6 +23,8 @@ from aira.errors import UserError
 
 @dataclass
 class Action:
+    """What a policy tells an agent to do next: an operator (draft, improve, ...) applied to parent nodes."""
+
     operator: str  # draft | improve | debug | crossover | analyze | suggest
     parents: list[Node] = field(default_factory=list)
     # `suggest` only: a point chosen by a model-based policy (e.g. TPE) in the task's parameter space.
@@ -47,6 +50,9 @@ class Policy:
     """Base: subclasses implement `next(nodes, rng)` over the finished nodes an agent can see."""
 
     name = "base"
+    # Proposals an agent with this policy makes in the whole search (invalid ones included); None =
+    # as many as the search's budgets allow. The coordinator stops asking once an agent has made them.
+    max_proposals: int | None = None
 
     def __init__(self, metric: str, debug_prob: float = 1.0, max_debug_depth: int = 20, analyze_every: int = 0,
                  analyze_top: int = 5):
@@ -89,6 +95,20 @@ class RandomPolicy(Policy):
     """Every step is a fresh draft: the baseline every other policy must beat."""
 
     name = "random"
+
+    def next(self, nodes, rng):
+        return Action("draft")
+
+
+class OneShotPolicy(Policy):
+    """One draft per agent, then nothing: no debug, no improve (AIRA-Design's One-Shot scaffold, the
+    baseline for what the search loop adds). An invalid or failed draft stays as it is."""
+
+    name = "one_shot"
+    max_proposals = 1
+
+    def __init__(self, metric: str):
+        super().__init__(metric)
 
     def next(self, nodes, rng):
         return Action("draft")
@@ -212,7 +232,7 @@ def _tpe(metric: str, **kw) -> Policy:
 _tpe.needs_param_space = True  # agents.search passes the task's param_space() (TPEPolicy's argument)
 
 POLICIES: dict[str, Callable[..., Policy]] = {
-    **{p.name: p for p in (RandomPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)},
+    **{p.name: p for p in (RandomPolicy, OneShotPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)},
     "tpe": _tpe,
 }
 

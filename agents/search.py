@@ -5,8 +5,8 @@ turns the action into a proposal through the task's operators, and the proposal 
 Invalid and duplicate proposals are journalled with their reason (and later handed to `debug`),
 never evaluated and never fatal. Valid ones are evaluated by the executor in worker processes.
 
-Hidden metrics: any metric whose name starts with `test_` (a hidden test split) is stored in the
-journal for the final ranking but stripped from every node a policy or an operator sees.
+Hidden metrics: any metric whose name starts with `test_` (a hidden test split, agents/hidden.py) is
+stored in the journal for the final ranking but stripped from every node a policy or an operator sees.
 
 Resume: nodes that were proposed but not finished are re-submitted, unless their worker left a
 result on disk while the coordinator was down, which is recorded as is. So a killed search resumed
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agents.executor import JobResult, LocalExecutor
+from agents.hidden import strip_hidden
 from agents.journal import Journal, Node
 from agents.policies import POLICIES, Action, make_policy
 from aira.errors import UserError
@@ -34,25 +35,16 @@ from aira.errors import UserError
 
 @dataclass
 class Proposal:
+    """What a task's operator makes of one action: the payload to evaluate and its dedup key, or why it is invalid."""
+
     payload: dict[str, Any]
     key: str | None = None  # dedup key; equal keys are not evaluated twice
     error: str = ""  # non-empty: the proposal is invalid, this says why
 
 
-HIDDEN_PREFIX = "test_"
-
-
-def _strip_hidden(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_hidden(v) for k, v in value.items() if not str(k).startswith(HIDDEN_PREFIX)}
-    if isinstance(value, list):
-        return [_strip_hidden(v) for v in value]
-    return value
-
-
 def visible(node: Node) -> Node:
     """The node as agents may see it: without hidden (`test_`) metrics, at any depth (e.g. ladder rungs)."""
-    metrics = _strip_hidden(node.metrics)
+    metrics = strip_hidden(node.metrics)
     return node if metrics == node.metrics else dataclasses.replace(node, metrics=metrics)
 
 
@@ -96,6 +88,8 @@ class Task(Protocol):
 
 @dataclass
 class SearchConfig:
+    """One search's policy, agents, workers and budgets (the `search:` section of a compose config)."""
+
     policy: str = "greedy"
     policy_args: dict[str, Any] = field(default_factory=dict)
     n_agents: int = 2
@@ -114,6 +108,9 @@ class SearchConfig:
 
 
 class Search:
+    """The coordinator of one run: agents' policies choose actions, the task turns them into jobs, the
+    executor runs them, and this process alone writes the journal (`run()` until a budget is spent)."""
+
     def __init__(self, run_dir: str | Path, task: Task, cfg: SearchConfig,
                  executor: LocalExecutor | None = None,
                  on_event: Callable[[str, Node], None] | None = None):
@@ -152,6 +149,9 @@ class Search:
                 + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
             return False
         if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
+            return False
+        own = getattr(self.policies[agent], "max_proposals", None)  # e.g. one_shot: one draft, then done
+        if own is not None and len(mine) >= own:
             return False
         caps = getattr(self.executor, "proposal_caps", None)  # a replay: as many proposals as the original
         if caps is not None and len(mine) >= caps.get(agent, 0):

@@ -140,13 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from models.hf.llama import hf_config_from_spec, to_hf_llama
-    from pretrain.engine import build_engine, build_model, resolve_dtype
+    from models.runtime import resolve_dtype
+    from pretrain.engine import build_engine, build_model
 
     env = setup_env()
     select_accelerator()
     init_distributed(env)
     device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
-    dtype = resolve_dtype(args.dtype, cuda)
+    dtype = resolve_dtype(args.dtype, device, bf16_on_cpu=False)  # as pretrain/train.py: DeepSpeed's CPU bf16 is slow
     spec = bench_spec(args.preset, args.d_model, args.layers, args.vocab, args.seq_len)
     hf_config_from_spec(spec)  # SpecError now, before anything is built, if the spec is not Llama-shaped
     total_steps = args.warmup + args.steps * args.repeats

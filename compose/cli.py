@@ -13,13 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from agents.hidden import hidden_metric
 from aira.errors import run_cli, stop_reason
-
-
-def hidden_metric(metric: str) -> str:
-    """The hidden-test twin of a validation metric: val_bpb -> test_bpb, mad_error -> test_mad_error."""
-    return "test_" + metric.removeprefix("val_")
-
 
 # ---------------------------------------------------------------------------------------------- search
 
@@ -27,7 +22,7 @@ def hidden_metric(metric: str) -> str:
 def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
     from agents.search import nothing_finished
     from compose.progress import ProgressView
-    from compose.run import open_search
+    from compose.run import add_listener, open_search
 
     search = open_search(cfg, run_dir, executor=executor)
     j = search.journal
@@ -35,7 +30,7 @@ def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
     best = j.best(cfg.metric)
     view = ProgressView(cfg.metric, search.agents, cfg.search.max_evals, len(done),
                         best[0].metrics[cfg.metric] if best else None)
-    search.on_event = view
+    add_listener(search, view)
     verb = "resuming" if resumed else "starting"
     print(f"{verb} search in {run_dir}: {cfg.search.n_agents} agents ({cfg.search.policy}, "
           f"llm {cfg.llm.get('backend', 'none')}), {cfg.search.n_workers} workers, proxy task {cfg.kind} "
@@ -122,17 +117,38 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+# `aira compose proxy` flags that are ProxyConfig keys: the same setting as `key=value`, applied after it.
+PROXY_FLAGS = {"--tokens": ("tokens", int), "--seq-len": ("seq_len", int), "--batch-size": ("batch_size", int),
+               "--lr": ("lr", float), "--seed": ("seed", int), "--eval-tokens": ("eval_tokens", int),
+               "--device": ("device", str), "--dtype": ("dtype", str), "--threads": ("threads", int)}
+
+
+def proxy_config(items: list[str], flags: dict[str, object]):
+    """ProxyConfig from [CONFIG.yaml] [key=value ...] (aira.config), then the flags that were given."""
+    import dataclasses
+
+    from aira.config import ConfigError, load_config
+    from compose.proxy import ProxyConfig
+
+    files = [x for x in items if "=" not in x]
+    if len(files) > 1:
+        raise ConfigError(f"one CONFIG.yaml at most, then key=value overrides; got {', '.join(files)}")
+    overrides = [x for x in items if "=" in x]
+    cfg = load_config(ProxyConfig, files[0] if files else None, overrides)
+    return dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None}).check()
+
+
 def _proxy(args: argparse.Namespace) -> int:
     # Heavy imports (torch) only once the arguments are known to be fine.
+    from aira.config import to_yaml
     from compose.data import load_data
     from compose.progress import pattern_summary
-    from compose.proxy import ProxyConfig, train_proxy
+    from compose.proxy import train_proxy
     from models.presets import load_spec
 
+    cfg = proxy_config(args.items, {key: getattr(args, key) for key, _ in PROXY_FLAGS.values()})
     spec = load_spec(args.spec)
-    cfg = ProxyConfig(tokens=args.tokens, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, eval_tokens=args.eval_tokens, device=args.device, dtype=args.dtype,
-                      threads=args.threads).check()
+    print(to_yaml(cfg), end="")
     data = load_data(args.data, text_field=args.text_field)
     from models.lm import build_lm
 
@@ -242,22 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_extrapolate)
     p = verbs.add_parser("proxy", help="train one proxy model of a spec and report val / test bits per byte",
                          description="Train one proxy model of a spec on a token budget and print its "
-                                     "validation and hidden-test bits per byte.")
+                                     "validation and hidden-test bits per byte. The proxy's settings "
+                                     "(ProxyConfig: tokens, seq_len, batch_size, lr, schedule, device, ...) come "
+                                     "from an optional YAML file and key=value overrides, as for `search`; "
+                                     "--tokens and the other setting flags are the same keys.")
+    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
+                   help="ProxyConfig fields (compose/proxy.py) from a YAML file, then overrides, e.g. tokens=100000")
     p.add_argument("--spec", default="composer-hybrid-proxy", help="preset name or YAML/JSON spec file")
-    p.add_argument("--tokens", type=int, default=300_000, help="training tokens (default 300000)")
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-tokens", type=int, default=65_536, help="tokens scored per split (val, test)")
     p.add_argument("--data", default="stdlib",
                    help="stdlib (this Python's standard library sources, default), local text files "
                         "(file, directory or glob), or hf:NAME[:CONFIG] for a hub dataset")
     p.add_argument("--text-field", default="text", help="text column of a hub dataset")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="bf16 = autocast; auto picks it on CUDA and on CPUs with native bf16")
-    p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
+    for flag, (key, kind) in PROXY_FLAGS.items():  # kept from before the key=value form; applied after it
+        extra = {"choices": ["auto", "fp32", "bf16"]} if key == "dtype" else {}
+        p.add_argument(flag, dest=key, type=kind, default=None, help=f"same as {key}=...", **extra)
     p.add_argument("--out", help="write the result as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_proxy)

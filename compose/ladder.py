@@ -7,13 +7,28 @@ so the training compute C = 3 x forward FLOPs per token x tokens grows with the 
 parameters: with three rungs one degree of freedom is left to judge the fit), and predict L at
 `target_flops`. A flat or rising curve (b <= 0) is kept as fitted: that pattern does not improve with
 size, which is exactly what the ladder is there to reveal.
+
+A ladder search keeps RUN_DIR/ladder_points.csv (write_points) in step with its journal: one row per
+rung of every finished node, in the columns `aira eval scaling` reads, so scaling fits read a compose
+run without opening its journal.
 """
 
 from __future__ import annotations
 
+import csv
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agents.journal import Node
+
+POINTS_FILE = "ladder_points.csv"
+# arch,N,D,C,loss as `aira eval scaling --csv` reads them; node and d_model say where each row came from.
+POINTS_COLUMNS = ("arch", "N", "D", "C", "loss", "node", "d_model")
 
 
 @dataclass
@@ -60,3 +75,26 @@ def evaluate_ladder(spec_dict: dict[str, Any], data, proxy, ladder: LadderConfig
         ta, tb = fit_power_law([r["train_flops"] for r in rungs], tests)
         out["test_pred_bpb"] = ta * ladder.target_flops ** (-tb)
     return out
+
+
+def write_points(run_dir: str | Path, nodes: Iterable[Node]) -> Path | None:
+    """Rewrite RUN_DIR/ladder_points.csv from the finished nodes' ladders; None (nothing written) when none has one.
+
+    One row per rung: arch = '<run directory name>/<node id>', N = the rung's parameters, D empty (a
+    ladder point is read as compute and loss only), C = its training FLOPs, loss = its val bits per byte
+    (the hidden test values stay out). Written to a temporary file and renamed, so a reader never sees
+    half a file.
+    """
+    run_dir = Path(run_dir)
+    rows = [(f"{run_dir.name}/{n.id}", r["params"], "", r["train_flops"], r["val_bpb"], n.id, r["d_model"])
+            for n in nodes if n.status == "done" for r in n.metrics.get("ladder") or []]
+    if not rows:
+        return None
+    path = run_dir / POINTS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(POINTS_COLUMNS)
+        out.writerows(rows)  # floats as repr: they read back exactly
+    os.replace(tmp, path)
+    return path

@@ -10,17 +10,16 @@ ComposeTask.check and the search in the same way. Nothing an LLM writes crashes 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from agents.llm import LLMClient, LLMConfig
+from agents.llm.reply import code_blocks, normalise_newlines
 from agents.policies import Action
 from compose.prompts import build_messages, catalogue, system_prompt
 from compose.space import SearchSpace
 
 QUOTE_CHARS = 400  # of a bad reply, quoted in the error
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n?(.*?)```", re.DOTALL)
 
 
 class ProposalError(ValueError):
@@ -30,10 +29,11 @@ class ProposalError(ValueError):
 def parse_reply(text: str) -> tuple[list[str], str, str]:
     """(pattern, rationale, prose outside the JSON) from a reply; ProposalError when there is none.
 
-    Looks at fenced blocks first (the last readable one wins: models often show an example before
-    their answer), then at bare JSON objects in the prose.
+    Looks at fenced blocks first (agents.llm.reply.code_blocks; the last readable one wins: models
+    often show an example before their answer), then at bare JSON objects in the prose.
     """
-    candidates = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("", "json", "json5")]
+    text = normalise_newlines(text)
+    candidates = [b.body for b in code_blocks(text) if b.lang in ("", "json", "json5")]
     problems: list[str] = []
     found = _first_proposal(reversed(candidates), problems)
     if found is None:

@@ -18,11 +18,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from agents.hidden import is_hidden
 from agents.journal import Node
 from agents.policies import Action
 from compose.space import SearchSpace
 
-HIDDEN_PREFIX = "test_"
 CURVE_POINTS = 8  # loss-curve points shown per parent
 _NODE_ID = re.compile(r"\bnode ([0-9a-f]{12})\b")  # agents.journal.Node ids: uuid4().hex[:12]
 
@@ -133,7 +133,7 @@ def user_prompt(action: Action, space: SearchSpace, metric: str) -> str:
 def parent_report(node: Node, metric: str, seq_of: dict[str, int] | None = None) -> str:
     """A parent's pattern, status and visible results: metric, params, FLOPs, loss curve, or its error."""
     lines = [f"- node #{node.seq} by {node.operator}, status {node.status}", f"- pattern: {_pattern(node)}"]
-    m = {k: v for k, v in node.metrics.items() if not k.startswith(HIDDEN_PREFIX)}
+    m = {k: v for k, v in node.metrics.items() if not is_hidden(k)}
     if metric in m:
         lines.append(f"- {metric}: {_num(m[metric])}")
     for k in sorted(m):

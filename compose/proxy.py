@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,9 +21,11 @@ from tqdm import tqdm
 
 from aira.errors import UserError
 from compose.data import TokenData
+from models import runtime
 from models.errors import SpecError
 from models.lm import CausalLM, bits_per_byte, build_lm
 from models.optim import param_groups
+from models.schedule import warmup_cosine
 from models.spec import ArchSpec
 
 
@@ -67,10 +68,7 @@ class ProxyConfig:
             problems.append(f"warmup_frac: must be in [0, 1), got {self.warmup_frac}")
         if not 0 <= self.min_lr_frac <= 1:
             problems.append(f"min_lr_frac: must be in [0, 1], got {self.min_lr_frac}")
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            problems.append(f"dtype: {self.dtype!r} is not one of auto, fp32, bf16")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
-            problems.append(f"threads: must be a positive integer or None, got {self.threads!r}")
+        problems += runtime.problems(self.device, self.dtype, self.threads)
         if problems:
             raise ProxyError("invalid proxy config:\n  - " + "\n  - ".join(problems))
         return self
@@ -112,48 +110,10 @@ class ProxyResult:
 # ---------------------------------------------------------------------------------------------- pieces
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ProxyError(f"device: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ProxyError("device: cuda was asked for but no CUDA device is available; use --device cpu")
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU does bf16 math in hardware (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> str:
-    if dtype != "auto":
-        return dtype
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
 def lr_at(step: int, steps: int, cfg: ProxyConfig) -> float:
-    """Learning rate of step `step` (0-based) of `steps`: linear warmup, then cosine to lr * min_lr_frac."""
-    warmup = round(cfg.warmup_frac * steps)
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    decay_steps = steps - warmup - 1
-    progress = (step - warmup) / decay_steps if decay_steps > 0 else 0.0
-    lo = cfg.lr * cfg.min_lr_frac
-    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    """Learning rate of step `step` (0-based) of `steps`: linear warmup, then cosine to lr * min_lr_frac at the
+    last step (models.schedule.warmup_cosine)."""
+    return warmup_cosine(step, round(cfg.warmup_frac * steps), steps - 1, cfg.min_lr_frac, peak=cfg.lr)
 
 
 def spec_flops_per_token(spec: ArchSpec, seq_len: int) -> float:
@@ -171,10 +131,6 @@ def _optimizer(model: CausalLM, cfg: ProxyConfig, device: torch.device) -> torch
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=device.type == "cuda")
 
 
-def _autocast(device: torch.device, dtype: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
-
-
 @torch.no_grad()
 def evaluate(model: CausalLM, data: TokenData, split: str, seq_len: int, max_tokens: int,
              batch_size: int = 32, dtype: str = "fp32") -> tuple[float, float]:
@@ -186,7 +142,7 @@ def evaluate(model: CausalLM, data: TokenData, split: str, seq_len: int, max_tok
     try:
         for x, y in data.eval_windows(split, seq_len, batch_size, max_tokens):
             x, y = x.to(device), y.to(device)
-            with _autocast(device, dtype):
+            with runtime.autocast(device, dtype):
                 loss = model(x, y).loss
             total += float(loss) * y.numel()
             count += y.numel()
@@ -195,13 +151,6 @@ def evaluate(model: CausalLM, data: TokenData, split: str, seq_len: int, max_tok
     mean = total / count
     # Byte-level tokens: one token is one byte of text.
     return mean, bits_per_byte(mean, count, count)
-
-
-def _peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -215,25 +164,15 @@ def train_proxy(spec: ArchSpec, data: TokenData, cfg: ProxyConfig | None = None,
     if spec.vocab_size != data.vocab_size:
         raise SpecError(f"vocab_size: the spec has {spec.vocab_size} but the data {data.name!r} is byte-level "
                         f"with {data.vocab_size} symbols; set vocab_size: {data.vocab_size} in the spec")
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ProxyError("dtype: this GPU has no bf16 support; use --dtype fp32")
-
-    old_threads = torch.get_num_threads()
-    if cfg.threads is not None and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    try:
+    device = runtime.resolve_device(cfg.device)
+    dtype = runtime.resolve_dtype(cfg.dtype, device, bf16_on_cpu=True)  # our own autocast: native CPU bf16 pays
+    with runtime.running_on(device, cfg.threads):
         return _train(spec, data, cfg, device, dtype, progress)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.device, dtype: str,
            progress: bool) -> ProxyResult:
     t_start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     model = build_lm(spec).to(device)
     model.train()
@@ -254,7 +193,7 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group, scale in zip(opt.param_groups, lr_scales, strict=True):
             group["lr"] = lr_at(step, steps, cfg) * scale
-        with _autocast(device, dtype):
+        with runtime.autocast(device, dtype):
             loss = model(x, y).loss
         loss.backward()
         if cfg.grad_clip > 0:
@@ -290,6 +229,6 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
         test_bpb=test_bpb, test_loss=test_loss, loss_curve=curve, params=model.num_params(),
         flops_per_token=spec_flops_per_token(spec, cfg.seq_len), tokens=steps * batch_tokens, steps=steps,
         tokens_per_s=steps * batch_tokens / train_s, train_s=train_s, wall_s=time.perf_counter() - t_start,
-        peak_mem_bytes=_peak_memory(device), device=str(device), dtype=dtype, data=data.name,
+        peak_mem_bytes=runtime.peak_memory(device), device=str(device), dtype=dtype, data=data.name,
         data_fingerprint=data.fingerprint(), config=cfg_dict,
     )

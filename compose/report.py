@@ -5,7 +5,8 @@ the leaderboard of the top designs by the validation metric with their hidden-te
 ranking is by the hidden test split, and the Spearman rank correlation between val and test says how
 far the search's ranking can be trusted); a per-agent table; primitive usage of the top designs.
 With several run directories (e.g. one per policy) the plots overlay them and a comparison table
-comes first. Plots are drawn by compose/plots.py.
+comes first. Plots are drawn by compose/plots.py. A ladder run's RUN_DIR/ladder_points.csv is rewritten
+from its journal too (compose.ladder.write_points).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from compose.aggregate import pattern_summary
+from compose.ladder import write_points
 from compose.results import Run, RunError, _is_number, load_run
 
 REPORT_NAME = "report.md"
@@ -33,6 +35,11 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     if top_k < 1:
         raise RunError(f"top_k: must be positive, got {top_k}")
     runs = [load_run(d) for d in run_dirs]
+    for run in runs:  # a ladder run's points for `aira eval scaling RUN_DIR`, whole even if the search never ended
+        try:
+            write_points(run.path, run.nodes)
+        except OSError:
+            pass  # a run directory we may only read: its search wrote the file as it went
     if out_dir is None:
         if len(runs) > 1:
             raise RunError("a report over several runs needs an output folder (out_dir / --out)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.hidden import HIDDEN_PREFIX, hidden_metric
 from agents.journal import Journal, Node
 from aira.errors import UserError
 
@@ -64,9 +65,7 @@ class Run:
 
     def test_metric(self) -> str | None:
         """The hidden-test counterpart of the metric (val_bpb -> test_bpb), if any done node has one."""
-        base = self.metric.removeprefix("val_")
-        candidates = [f"test_{base}", f"test_{self.metric}"]
-        for key in candidates:
+        for key in (hidden_metric(self.metric), HIDDEN_PREFIX + self.metric):
             if any(_is_number(n.metrics.get(key)) for n in self.nodes):
                 return key
         return None

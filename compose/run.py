@@ -4,6 +4,7 @@ RUN_DIR/config.yaml   the full resolved config (what `resume` and `replay` read 
 RUN_DIR/journal.db    every node (agents.journal); meta "config" holds the same config as data
 RUN_DIR/jobs/<id>/    each evaluation's job.json, result.json and stderr.log
 RUN_DIR/llm/          prompts and replies, content-addressed (LLM backends only)
+RUN_DIR/ladder_points.csv   kind=ladder: every finished rung as arch,N,D,C,loss (compose.ladder.write_points)
 """
 
 from __future__ import annotations
@@ -69,7 +70,28 @@ def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node
     task = build_task(cfg, run_dir)
     search = Search(run_dir, task, cfg.search, executor=executor, on_event=on_event)
     search.journal.set_meta("config", to_dict(cfg))
+    if cfg.kind == "ladder":
+        from compose.ladder import write_points
+
+        def points(kind: str, node: Node) -> None:
+            if kind == "done":
+                write_points(run_dir, search.journal.nodes("done"))
+
+        # Whole from the start: a kill can fall between a node's journal write and the file's.
+        write_points(run_dir, search.journal.nodes("done"))
+        add_listener(search, points)
     return search
+
+
+def add_listener(search: Search, listener: Callable[[str, Node], None]) -> None:
+    """Call `listener` on every event of the search too, after the listeners it already has."""
+    before = search.on_event
+
+    def both(kind: str, node: Node) -> None:
+        before(kind, node)
+        listener(kind, node)
+
+    search.on_event = both
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComposeConfig:

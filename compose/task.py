@@ -42,6 +42,8 @@ def load_data(cfg: DataConfig):
 
 
 class ComposeTask:
+    """AIRA-Compose as an agents.search Task: proposes layer patterns, makes each a proxy-training job, keeps its metrics."""
+
     target = "compose.task:evaluate"
 
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,

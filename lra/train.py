@@ -33,6 +33,7 @@ from lra.model import baseline_spec, build_model, logits
 from lra.tasks import LRATask, get_task
 from models.optim import param_groups
 from models.presets import load_spec
+from models.schedule import warmup_cosine
 
 SPLITS = ("train", "val", "test")
 
@@ -102,11 +103,9 @@ def model_spec(cfg: LRAConfig):
 
 
 def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup from ~0 to 1 over `warmup` steps, then cosine down to min_ratio."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    """LR multiplier: linear warmup from ~0 to 1 over `warmup` steps, then cosine down to min_ratio, reached
+    one step after the last (models.schedule.warmup_cosine with end = total)."""
+    return warmup_cosine(step, warmup, total, min_ratio)
 
 
 class LRAModule(L.LightningModule):

@@ -20,13 +20,6 @@ from pretrain.config import RunConfig
 from pretrain.schedule import lr_multiplier
 
 
-def resolve_dtype(dtype: str, cuda: bool) -> str:
-    """auto: bf16 on a GPU that has it, fp32 on CPU (CPU bf16 through DeepSpeed is emulated and slow)."""
-    if dtype == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return dtype
-
-
 def ds_config(cfg: RunConfig, world_size: int, dtype: str) -> dict[str, Any]:
     """The DeepSpeed JSON config of a run (batch sizes already checked to divide)."""
     t = cfg.train

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from models.runtime import peak_memory
 
 # Dense bf16 tensor-core peak per GPU, FLOP/s (vendor datasheets, without sparsity).
 GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12,
@@ -48,10 +49,8 @@ def peak_flops(dtype: str) -> tuple[float, str]:
 
 
 def memory_bytes() -> int:
-    """Peak device memory (CUDA allocated) or the process's peak RSS."""
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """Peak device memory (CUDA allocated on the current device) or the process's peak RSS, in bytes."""
+    return peak_memory(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 class MetricsLog:

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from aira.config import make_run_dir
+from models import runtime
 from models.errors import SpecError
 from models.spec import ArchSpec
 from pretrain import bpb, checkpoint
@@ -106,15 +108,40 @@ def validate(engine: Any, data: Any, cfg: RunConfig, device: torch.device, env: 
     return float(sums[0] / sums[1]), float(sums[0] / (math.log(2) * sums[2]))
 
 
-def run(cfg: RunConfig, resume: bool = False) -> int:
-    """Train (or continue) the run of cfg; returns the exit status (0 done, PREEMPTED after a signal)."""
+@dataclass
+class Run:
+    """One pretraining run as the loop takes it: everything settled and checked before any compute."""
+
+    cfg: RunConfig
+    env: DistEnv
+    accel: str  # the DeepSpeed accelerator and why, a sentence for the log
+    accum: int  # gradient accumulation steps per optimizer step
+    spec: ArchSpec
+    tok: Any  # pretrain.tokenizer.Tokenizer
+    run_dir: Path
+    # What a resume must match (spec, world size, ZeRO stage, batch, data order, LR curve): checked against
+    # the checkpoint's meta.json at resume and written into every checkpoint's meta.json.
+    compat: dict[str, Any]
+    resume_tag: str | None = None  # the checkpoint to continue from; None for a fresh run
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda", self.env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def prepare(cfg: RunConfig, resume: bool = False) -> Run:
+    """The run of cfg with every check that can fail on bad input done (config, spec, tokenizer, batch
+    split, checkpoint match); PretrainError says what to change."""
     env = setup_env()
     accel = select_accelerator()
     cfg = cfg.check()
     accum = check_batch(cfg, env.world_size)
     run_dir = cfg.directory()
-    ckpt_root = run_dir / "checkpoints"
-    if not resume and checkpoint.latest_tag(ckpt_root) is not None:
+    if not resume and checkpoint.latest_tag(run_dir / "checkpoints") is not None:
         raise PretrainError(f"{run_dir} already holds checkpoints; continue it with `aira pretrain resume "
                             f"{run_dir}` or pick another name= / run_dir=")
     spec = resolve_spec(cfg)
@@ -125,16 +152,22 @@ def run(cfg: RunConfig, resume: bool = False) -> int:
                             f"{spec.vocab_size}; set model.vocab_size={tok.vocab_size} (or larger)")
     if cfg.data.seq_len > spec.max_seq_len:
         raise PretrainError(f"data.seq_len {cfg.data.seq_len} exceeds the spec's max_seq_len {spec.max_seq_len}")
-    expect = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
+    compat = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
               "batch_size": cfg.train.batch_size, "seq_len": cfg.data.seq_len, **_order_meta(cfg)}
-    resume_tag = checkpoint.check(ckpt_root, expect)[0] if resume else None
-    if cfg.train.threads is not None and not torch.cuda.is_available():
-        torch.set_num_threads(cfg.train.threads)
+    r = Run(cfg, env, accel, accum, spec, tok, run_dir, compat)
+    if resume:
+        r.resume_tag = checkpoint.check(r.ckpt_root, compat)[0]
+    return r
 
+
+def run(cfg: RunConfig, resume: bool = False) -> int:
+    """Train (or continue) the run of cfg; returns the exit status (0 done, PREEMPTED after a signal)."""
+    r = prepare(cfg, resume)
     _quiet_deepspeed()
-    init_distributed(env)
+    init_distributed(r.env)
     try:
-        return _train(cfg, env, accel, accum, spec, tok, run_dir, ckpt_root, resume_tag)
+        with runtime.running_on(r.device, r.cfg.train.threads):  # threads: CPU runs only
+            return _train(r)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -163,14 +196,13 @@ def _load_data(cfg: RunConfig, env: DistEnv, tok: Any, run_dir: Path):
     return data or load_packed(cfg.data, tok, run_dir / "data", seed=cfg.train.seed)
 
 
-def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec, tok: Any, run_dir: Path,
-           ckpt_root: Path, resume_tag: str | None) -> int:
+def _train(r: Run) -> int:
     from models.accounting import train_flops_per_token
-    from pretrain.engine import build_engine, build_model, resolve_dtype
+    from pretrain.engine import build_engine, build_model
 
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
-    dtype = resolve_dtype(cfg.train.dtype, cuda)
+    cfg, env, spec, tok, run_dir, ckpt_root, device = r.cfg, r.env, r.spec, r.tok, r.run_dir, r.ckpt_root, r.device
+    # bf16 on CPU never: it goes through DeepSpeed, whose CPU bf16 is emulated and slower than fp32.
+    dtype = runtime.resolve_dtype(cfg.train.dtype, device, bf16_on_cpu=False)
     if env.is_main:
         make_run_dir(run_dir)
     data = _load_data(cfg, env, tok, run_dir)
@@ -185,6 +217,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     engine = build_engine(model, cfg, steps, env.world_size, dtype)
 
     start = 0
+    resume_tag = r.resume_tag
     if resume_tag is not None:
         client = checkpoint.load(engine, ckpt_root, resume_tag)
         if client.get("data_fingerprint") != data.fingerprint:
@@ -207,14 +240,14 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     flops_per_token = train_flops_per_token(spec, seq)
     peak, peak_src = peak_flops(dtype)
     _say(env, "config:\n" + to_yaml(cfg))
-    _say(env, f"pretrain: {accel}; {env.world_size} process(es), ZeRO-{cfg.train.zero_stage}, {dtype}")
+    _say(env, f"pretrain: {r.accel}; {env.world_size} process(es), ZeRO-{cfg.train.zero_stage}, {dtype}")
     _say(env, f"model {spec.name or spec.hash()} [{spec.hash()}]: {n_params:,} params, "
               f"{flops_per_token / 1e6:.1f} MFLOP/token (train); tokenizer {tok.name} ({tok.vocab_size} ids)")
     train_desc = (f"streamed train (shard {env.rank} of {env.world_size} per process)" if stream is not None
                   else f"{data.train.size:,} train")
     _say(env, f"data {cfg.data.source} [{data.fingerprint}]: {train_desc} / {data.val.size:,} val "
               f"tokens; {steps} steps x {cfg.train.batch_size} x {seq} = {steps * batch_tokens:,} tokens "
-              f"({accum} accumulation step(s) of {mb} per process)")
+              f"({r.accum} accumulation step(s) of {mb} per process)")
     if stream is not None and env.is_main:  # the same split rule on every rank; said once
         _say(env, f"streamed train: {stream.shard.mode}")
     _say(env, f"run dir {run_dir}" + (f"; resumed from {resume_tag} (step {start})" if resume_tag else ""))
@@ -223,7 +256,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
     if env.is_main:
         run_id = run_id or f"{cfg.name}-{int(time.time())}"
         # What `dtype: auto` and the device became on this machine (config.yaml keeps `auto`).
-        (run_dir / "run.json").write_text(json.dumps({"id": run_id, "dtype": dtype, "accelerator": accel}))
+        (run_dir / "run.json").write_text(json.dumps({"id": run_id, "dtype": dtype, "accelerator": r.accel}))
     wandb_run = (start_wandb(cfg.log.wandb, cfg.log.wandb_project, cfg.name, run_dir, dataclasses.asdict(cfg),
                              run_id) if env.is_main else None)
     log = MetricsLog(run_dir / "metrics.jsonl", env.is_main, wandb_run)
@@ -233,9 +266,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
 
         bar = tqdm(total=steps, initial=start, desc=f"pretrain {cfg.name}", unit="step", file=sys.stderr)
     stop = _StopFlag()
-    meta = {"spec_hash": spec.hash(), "world_size": env.world_size, "zero_stage": cfg.train.zero_stage,
-               "batch_size": cfg.train.batch_size, "seq_len": seq, "data_fingerprint": data.fingerprint,
-               **_order_meta(cfg)}
+    meta = {**r.compat, "data_fingerprint": data.fingerprint}
 
     def save(step: int) -> None:
         client = {"step": step, "rng": checkpoint.rng_state(), "data_fingerprint": data.fingerprint}
@@ -254,7 +285,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
             t0 = time.perf_counter()
             lr = engine.get_lr()[0]
             loss_sum = torch.zeros((), dtype=torch.float64)
-            for micro in range(accum):
+            for micro in range(r.accum):
                 if stream is not None:  # the rank's own shard, in order: its position is in the checkpoint
                     x, y = stream.batch(mb)
                 else:  # packed: sample indices are a function of (step, micro-batch, rank)
@@ -265,7 +296,7 @@ def _train(cfg: RunConfig, env: DistEnv, accel: str, accum: int, spec: ArchSpec,
                 engine.step()
                 loss_sum += float(loss.detach())
             # One small all-reduce per step: the mean loss over ranks, and whether any rank got a signal.
-            flags = torch.tensor([loss_sum / accum, float(stop.signal is not None)], dtype=torch.float64)
+            flags = torch.tensor([loss_sum / r.accum, float(stop.signal is not None)], dtype=torch.float64)
             dist.all_reduce(flags)
             loss_mean, stopping = float(flags[0]) / env.world_size, bool(flags[1] > 0)
             if not math.isfinite(loss_mean):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from compose.mad.generators import TASKS, MADError, make_task_config
+from models import runtime
 
 TRAIN_FIELDS = ("n_train", "n_test", "epochs", "steps", "batch_size", "lr", "weight_decay")
 
@@ -142,12 +143,7 @@ class MADConfig:
             problems.append(f"grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             problems.append(f"seed: must be an integer >= 0, got {self.seed!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            problems.append(f"device: {self.device!r} is not one of auto, cpu, cuda (or cuda:N)")
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            problems.append(f"dtype: {self.dtype!r} is not one of auto, fp32, bf16")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
-            problems.append(f"threads: must be a positive integer or None, got {self.threads!r}")
+        problems += runtime.problems(str(self.device), self.dtype, self.threads)
         if problems:
             raise MADError("invalid MAD config:\n  - " + "\n  - ".join(problems))
         for name in self.tasks:

@@ -10,8 +10,6 @@ tasks of the val accuracy; the test_* keys come from a hidden split drawn with a
 from __future__ import annotations
 
 import math
-import resource
-import sys
 import time
 import zlib
 from typing import Any
@@ -22,10 +20,12 @@ from torch import nn
 
 from compose.mad.config import MADConfig, TrainSettings
 from compose.mad.generators import IGNORE, MADError, generate, get_task
-from compose.proxy import resolve_device, resolve_dtype, spec_flops_per_token
+from compose.proxy import spec_flops_per_token
+from models import runtime
 from models.lm import CausalLM, build_lm
 from models.norms import NORMS
 from models.optim import param_groups
+from models.schedule import warmup_cosine
 from models.spec import ArchSpec
 
 SPLITS = ("train", "val", "test")
@@ -90,12 +90,9 @@ class MADModel(nn.Module):
 
 
 def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
-    """Linear warmup over warmup_frac of the steps, then cosine decay to zero at the last step."""
-    warmup = round(warmup_frac * steps)
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    span = steps - warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / span)) if span > 0 else lr
+    """Linear warmup over warmup_frac of the steps, then cosine decay that reaches zero one step after the
+    last (models.schedule.warmup_cosine with end = steps), so the last step still learns."""
+    return warmup_cosine(step, round(warmup_frac * steps), steps, 0.0, peak=lr)
 
 
 @torch.no_grad()
@@ -109,7 +106,7 @@ def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch
     try:
         for i in range(0, len(inputs), batch_size):
             x, y = inputs[i:i + batch_size].to(device), targets[i:i + batch_size].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            with runtime.autocast(device, dtype):
                 pred = model(x).argmax(-1)
             scored = y != IGNORE
             correct += int((pred[scored] == y[scored]).sum())
@@ -162,7 +159,7 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
         idx = perm[(step % per_epoch) * budget.batch_size:][: budget.batch_size]
         for group, scale in zip(opt.param_groups, lr_scales, strict=True):
             group["lr"] = lr_at(step, steps, budget.lr, cfg.warmup_frac) * scale
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with runtime.autocast(device, dtype):
             logits = model(inputs[idx])
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten(), ignore_index=IGNORE)
         loss.backward()
@@ -189,17 +186,10 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
     t_start = time.perf_counter()
     cfg = (cfg or MADConfig()).check()
     spec = spec.validate()
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    old_threads = torch.get_num_threads()
-    if cfg.threads is not None and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    try:
+    device = runtime.resolve_device(cfg.device)
+    dtype = runtime.resolve_dtype(cfg.dtype, device, bf16_on_cpu=True)  # our own autocast: native CPU bf16 pays
+    with runtime.running_on(device, cfg.threads):
         per_task = {name: run_task(spec, name, cfg, device, dtype) for name in cfg.tasks}
-    finally:
-        torch.set_num_threads(old_threads)
 
     val = [r["val_acc"] for r in per_task.values()]
     test = [r["test_acc"] for r in per_task.values()]
@@ -216,7 +206,7 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
         "flops_per_token": spec_flops_per_token(spec, spec.max_seq_len),
         "train_s": sum(r["train_s"] for r in per_task.values()),
         "wall_s": time.perf_counter() - t_start,
-        "peak_mem_bytes": _peak_memory(device), "device": str(device), "dtype": dtype,
+        "peak_mem_bytes": runtime.peak_memory(device), "device": str(device), "dtype": dtype,
         "mad": {"preset": cfg.preset, "seed": cfg.seed, "tasks": cfg.describe()},
     }
     return out
@@ -226,10 +216,3 @@ def _count_params(spec: ArchSpec) -> int:
     from models.accounting import count_params
 
     return int(count_params(spec))
-
-
-def _peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB

@@ -1,7 +1,7 @@
 """`aira eval scaling RUN_DIR... --baseline NAME`: fit scaling laws to runs and write a comparison report.
 
-RUN_DIR is a pretrain run (metrics.jsonl + config.yaml) or a compose run whose nodes carry ladders
-(journal.db); --csv adds published points (columns arch,N,D,C,loss). Writes OUT/report.md, OUT/fits.json
+RUN_DIR is a pretrain run (metrics.jsonl + config.yaml) or a compose ladder run (its ladder_points.csv,
+which the search writes); --csv adds published points (columns arch,N,D,C,loss). Writes OUT/report.md, OUT/fits.json
 and PNG figures. See docs/scaling-laws.md.
 """
 

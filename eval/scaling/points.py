@@ -6,9 +6,10 @@ Three sources, told apart by what the path holds (READERS, first match wins):
     The FLOPs come from the spec, so attention's seq_len^2 score/value products and Mamba/linear-mixer
     terms are counted (3 x forward, see models/accounting.py), not assumed to be 6·N·D. The val line at
     tokens = 0 (before any training) has no compute and is skipped.
-  - a compose RUN_DIR (journal.db) whose finished nodes carry metrics["ladder"] (compose/ladder.py): each
-    rung is a point (C = rung train_flops, N = rung params, D unknown, loss = val_bpb); each node is
-    one architecture. Ladders only measure bits per byte, so they need --loss val_bpb.
+  - a compose RUN_DIR of a ladder search: its ladder_points.csv, which compose writes as the search
+    records each ladder (compose/ladder.py: one row per rung, C = rung training FLOPs, N = rung params,
+    D empty, loss = val_bpb, arch = RUN/NODE_ID); each node is one architecture. Ladders only measure
+    bits per byte, so they need --loss val_bpb. Read through that file, eval/ never opens a journal.
   - a CSV file with columns arch, N, D, C, loss (published points; D may be empty).
 
 N is the total parameter count (models.accounting.count_params: embeddings and head included), as
@@ -30,6 +31,7 @@ from eval.scaling.errors import ScalingError
 
 LOSSES = ("val_loss", "val_bpb")  # nats per token | bits per byte; one report never mixes them
 PARAM_COUNTS = ("total", "non_embedding")
+CSV_COLUMNS = ("arch", "N", "D", "C", "loss")
 
 
 @dataclass(frozen=True)
@@ -119,70 +121,74 @@ def read_pretrain_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
 # ---------------------------------------------------------------- compose ladders
 
 
+LADDER_POINTS = "ladder_points.csv"  # compose.ladder.POINTS_FILE (eval does not import compose)
+
+
 def is_ladder_run(path: Path) -> bool:
-    return path.is_dir() and (path / "journal.db").is_file()
+    return path.is_dir() and ((path / LADDER_POINTS).is_file() or (path / "journal.db").is_file())
 
 
 def read_ladder_run(run_dir: Path, opts: ReadOptions) -> list[Point]:
-    """Every rung of every finished node with a ladder; architecture = '<run name>/<node id>' unless mapped."""
-    from agents.journal import Journal
-
+    """Every rung in RUN_DIR/ladder_points.csv; architecture = '<run name>/<node id>' unless --name maps
+    RUN_DIR/NODE_ID (or the node id)."""
     if opts.loss != "val_bpb":
         raise ScalingError(f"{run_dir}: compose ladders record val_bpb only; pass --loss val_bpb")
+    path = run_dir / LADDER_POINTS
+    if not path.is_file():
+        raise ScalingError(f"{run_dir} has no {LADDER_POINTS}: no finished node with a ladder (run compose with "
+                           f"proxy kind=ladder), or a search older than that file (`aira compose report {run_dir}` "
+                           "writes it)")
     points = []
-    with Journal(run_dir / "journal.db") as journal:
-        for node in journal.nodes("done"):
-            rungs = node.metrics.get("ladder")
-            if not rungs:
-                continue
-            arch = _named(run_dir / node.id, f"{run_dir.name}/{node.id}", opts)
-            for r in rungs:
-                where = f"{run_dir}/journal.db node {node.id} rung d_model={r.get('d_model')}"
-                points.append(Point(arch, f"{run_dir}/{node.id}/d{r.get('d_model')}",
-                                    _check_value("train_flops", r["train_flops"], where),
-                                    _check_value("params", r["params"], where), math.nan,
-                                    _check_value("val_bpb", r["val_bpb"], where)))
-    if not points:
-        raise ScalingError(f"{run_dir}/journal.db has no finished nodes with a ladder "
-                           "(run compose with proxy kind=ladder)")
+    for i, row, (n, _, c, loss) in _csv_rows(path, extra=("node", "d_model")):
+        where = f"{path} line {i}"
+        node, width = row["node"].strip(), row["d_model"].strip()
+        points.append(Point(_named(run_dir / node, row["arch"].strip(), opts), f"{run_dir}/{node}/d{width}",
+                            _check_value("train_flops", c, where), _check_value("params", n, where), math.nan,
+                            _check_value("val_bpb", loss, where)))
     return points
 
 
 # ---------------------------------------------------------------- CSV
 
 
-CSV_COLUMNS = ("arch", "N", "D", "C", "loss")
-
-
 def is_csv(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".csv"
 
 
-def read_csv(path: Path, opts: ReadOptions) -> list[Point]:
-    """Rows arch,N,D,C,loss; the loss column is taken to be in the report's unit (--loss)."""
+def _csv_rows(path: Path, extra: tuple[str, ...] = ()):
+    """(line number, row, (N, D, C, loss) as floats, NaN where empty) of each row of a points CSV."""
+    columns = (*CSV_COLUMNS, *extra)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ScalingError(f"{path}: not a UTF-8 text file (byte {e.start}); expected a CSV with a header "
-                           f"{','.join(CSV_COLUMNS)}") from None
+                           f"{','.join(columns)}") from None
     with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise ScalingError(f"{path}: missing column(s) {', '.join(missing)}; "
-                               f"expected a header {','.join(CSV_COLUMNS)}")
-        points = []
+                               f"expected a header {','.join(columns)}")
+        rows = []
         for i, row in enumerate(reader, 2):
-            where = f"{path} line {i}"
             try:  # ScalingError is a ValueError too: parse first, check after
-                n, d, c, loss = (float(row[k]) if row[k].strip() else math.nan for k in ("N", "D", "C", "loss"))
+                values = tuple(float(row[k]) if row[k].strip() else math.nan for k in ("N", "D", "C", "loss"))
             except (ValueError, AttributeError):
-                raise ScalingError(f"{where}: N, D, C and loss must be numbers, got {dict(row)}") from None
-            points.append(Point(row["arch"].strip(), f"{path}:{i}", _check_value("C", c, where),
-                                _check_value("N", n, where), math.nan if math.isnan(d) else _check_value("D", d, where),
-                                _check_value("loss", loss, where)))
-    if not points:
+                raise ScalingError(f"{path} line {i}: N, D, C and loss must be numbers, got {dict(row)}") from None
+            rows.append((i, row, values))
+    if not rows:
         raise ScalingError(f"{path}: no rows")
+    return rows
+
+
+def read_csv(path: Path, opts: ReadOptions) -> list[Point]:
+    """Rows arch,N,D,C,loss; the loss column is taken to be in the report's unit (--loss)."""
+    points = []
+    for i, row, (n, d, c, loss) in _csv_rows(path):
+        where = f"{path} line {i}"
+        points.append(Point(row["arch"].strip(), f"{path}:{i}", _check_value("C", c, where),
+                            _check_value("N", n, where), math.nan if math.isnan(d) else _check_value("D", d, where),
+                            _check_value("loss", loss, where)))
     return points
 
 
@@ -204,8 +210,8 @@ def read_points(paths: list[str | Path], opts: ReadOptions | None = None) -> lis
     for p in map(Path, paths):
         reader = next((read for accepts, read in READERS if accepts(p)), None)
         if reader is None:
-            raise ScalingError(f"{p}: not a pretrain run (metrics.jsonl), a compose run (journal.db) "
-                               "or a .csv file of arch,N,D,C,loss")
+            raise ScalingError(f"{p}: not a pretrain run (metrics.jsonl), a compose ladder run "
+                               f"({LADDER_POINTS}) or a .csv file of arch,N,D,C,loss")
         points += reader(p, opts)
     return points
 

@@ -87,7 +87,7 @@ def test_mcts_fills_root_then_descends_by_uct():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="greedy"):
         make_policy("annealing", "loss")
-    assert set(POLICIES) == {"random", "greedy", "evolutionary", "mcts", "tpe"}
+    assert set(POLICIES) == {"random", "one_shot", "greedy", "evolutionary", "mcts", "tpe"}
 
 
 @pytest.mark.parametrize("name,kw", [("greedy", {"num_drafts": 2}), ("evolutionary", {"individuals_per_generation": 2}),

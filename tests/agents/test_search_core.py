@@ -133,3 +133,17 @@ def test_hidden_values_nested_in_metrics_are_stripped_too():
     n = Node("draft", "a", {}, metrics={"loss": 1.0, "test_loss": 2.0,
                                           "ladder": [{"val": 1.0, "test_bpb": 3.0}], "nested": {"test_x": 1}})
     assert visible(n).metrics == {"loss": 1.0, "ladder": [{"val": 1.0}], "nested": {}}
+
+
+def test_one_shot_agents_draft_once_and_stop_even_when_the_draft_is_invalid(tmp_path):
+    class SameDraft(NumberTask):
+        def propose(self, action, rng):
+            self.seen.append(action)
+            return Proposal({"x": 4}, key="4")  # every agent drafts the same: agents 1 and 2 are duplicates
+
+    task = SameDraft()
+    cfg = SearchConfig(policy="one_shot", n_agents=3, max_evals=20, max_proposals_per_agent=10)
+    nodes = Search(tmp_path, task, cfg, executor=executor(tmp_path)).run().nodes()
+    assert [(n.agent_id, n.operator, n.status) for n in nodes] == [
+        ("agent-0", "draft", "done"), ("agent-1", "draft", "invalid"), ("agent-2", "draft", "invalid")]
+    assert [a.operator for a in task.seen] == ["draft"] * 3  # no debug of the invalid drafts, no improve

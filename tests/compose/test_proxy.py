@@ -67,6 +67,30 @@ def test_same_seed_same_result(data, trained):
     assert other.loss_curve[0] != trained.loss_curve[0]
 
 
+def test_cli_takes_a_config_file_and_key_value_overrides_like_search(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AIRA_CACHE_DIR", str(tmp_path / "cache"))
+    spec_path = tiny_spec(pattern=["mlp", "mlp"], name="tiny").save(tmp_path / "tiny.yaml")
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text("tokens: 8192\nseq_len: 64\nbatch_size: 8\nlr: 1.0e-2\neval_tokens: 2048\ndtype: fp32\n")
+    out = tmp_path / "result.json"
+    # YAML < key=value < the flags kept from before (the same keys)
+    assert main(["proxy", str(cfg), "tokens=4096", "threads=1", "--spec", str(spec_path), "--seed", "3",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "tokens: 4096" in capsys.readouterr().out  # the resolved config is printed first
+    used = json.loads(out.read_text())["config"]
+    assert (used["tokens"], used["seq_len"], used["lr"], used["seed"], used["threads"]) == (4096, 64, 1e-2, 3, 1)
+    assert main(["proxy", "--tokens", "2048", "--spec", str(spec_path), "tokens=4096", "seq_len=64", "batch_size=8",
+                 "eval_tokens=1024", "threads=1", "dtype=fp32", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["steps"] == 4  # --tokens 2048 won: 2048 / (8 x 64)
+    capsys.readouterr()
+    assert main(["proxy", "nonsense=1", "--spec", str(spec_path)]) == 2
+    assert "unknown config key 'nonsense'" in capsys.readouterr().err
+    assert main(["proxy", str(cfg), str(cfg), "--spec", str(spec_path)]) == 2
+    assert "one CONFIG.yaml at most" in capsys.readouterr().err
+    assert main(["proxy", "warmup_frac=1.5", "--spec", str(spec_path)]) == 2
+    assert "warmup_frac: must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_lr_schedule_scales_with_the_budget():
     for tokens in (10 * 4096, 1000 * 4096):
         cfg = ProxyConfig(tokens=tokens, warmup_frac=0.1)
@@ -78,6 +102,20 @@ def test_lr_schedule_scales_with_the_budget():
         assert lrs[-1] == pytest.approx(0.1 * cfg.lr)
         assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))
     assert lr_at(0, 1, ProxyConfig(warmup_frac=0.0)) == pytest.approx(3e-3 * 0.1 + 0.5 * 0.9 * 3e-3 * 2)
+
+
+def test_dtype_auto_rule_is_each_callers_own(monkeypatch):
+    """One resolve_dtype (models.runtime): the proxy and MAD autocast to bf16 on CPUs with native bf16,
+    pretraining (DeepSpeed, whose CPU bf16 is emulated) never picks it on CPU."""
+    from models import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.resolve_dtype("auto", cpu, bf16_on_cpu=True) == "bf16"
+    assert runtime.resolve_dtype("auto", cpu, bf16_on_cpu=False) == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.resolve_dtype("auto", cpu, bf16_on_cpu=True) == "fp32"
+    assert runtime.resolve_dtype("bf16", cpu, bf16_on_cpu=False) == "bf16"  # asked for: kept
 
 
 def test_clear_errors(data):

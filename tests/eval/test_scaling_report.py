@@ -1,4 +1,4 @@
-"""Reading runs (pretrain metrics + config, compose ladder journals, CSV), the comparison math on
+"""Reading runs (pretrain metrics + config, compose ladder points, CSV), the comparison math on
 hand-checkable laws, and `aira eval scaling` writing its report and figures."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from agents.journal import Journal, Node
 from aira.config import save_config
+from compose.ladder import write_points
 from eval.scaling.analysis import ArchFit
 from eval.scaling.cli import main
 from eval.scaling.compare import compare, compute_multiplier, slope_ratio
@@ -87,10 +88,13 @@ def test_compose_ladder_journal_gives_one_architecture_per_node(tmp_path):
     rungs = [{"d_model": w, "params": 1000 * w, "train_flops": 1e12 * w, "val_bpb": 3.0 - w / 100, "test_bpb": 3.0}
              for w in (64, 96, 128)]
     with Journal(run / "journal.db") as j:
+        with pytest.raises(ScalingError, match="no ladder_points.csv"):  # a journal alone is not read
+            read_points([run], ReadOptions(loss="val_bpb"))
         done = j.add(Node("draft", "a0", {"pattern": ["attn", "mlp"]}, status="done",
                           metrics={"ladder": rungs, "pred_bpb": 2.0}))
         j.add(Node("draft", "a1", {"pattern": ["mlp"]}, status="failed", error="OOM"))
         j.add(Node("draft", "a2", {"pattern": ["mlp"]}, status="done", metrics={"val_bpb": 2.5}))  # no ladder
+        write_points(run, j.nodes())  # what a ladder search does as each node finishes
     points = read_points([run], ReadOptions(loss="val_bpb"))
     assert [p.params for p in points] == [64000, 96000, 128000]
     assert [p.compute for p in points] == [64e12, 96e12, 128e12]
