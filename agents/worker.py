@@ -24,6 +24,9 @@ from pathlib import Path
 from agents.watchdog import GRACE_S, Deadline, die_with_coordinator
 
 
+JOB_DIR_ENV = "AIRA_JOB_DIR"  # RUN_DIR/jobs/<node id> of the job this worker is running
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
@@ -37,6 +40,9 @@ def run(job_dir: Path, deadline: Deadline) -> int:
     # Who runs this job: a coordinator resuming after a kill -9 stops this process group before it
     # runs the job again, so one evaluation never runs twice at once.
     (job_dir / "worker.pgid").write_text(str(os.getpgid(0)))
+    # A target that keeps files beside its job (e.g. design's sandbox) finds its folder here, so that the
+    # payload itself stays free of paths and a replay in another run directory compares equal.
+    os.environ[JOB_DIR_ENV] = str(job_dir.resolve())
     job = json.loads((job_dir / "job.json").read_text())
     if job.get("memory_mb"):
         limit = int(job["memory_mb"]) * 2**20

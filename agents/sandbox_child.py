@@ -1,0 +1,81 @@
+"""What runs inside the sandbox: `python -I -B agents/sandbox_child.py ROOT ENTRY`, cwd = the job's workdir.
+
+Reads payload.json, calls ENTRY ("package.module:function", trusted code of ours that may then load
+untrusted code) and writes result.json atomically: {"ok": true, "value": ...} or {"ok": false,
+"error_type": ..., "error": ...}. Everything in this process after the import of ENTRY may be
+untrusted, including this file's own result: agents.sandbox treats result.json as untrusted data.
+
+Run by path with -I (not `-m`) so that neither the workdir nor PYTHON* variables come first on
+sys.path: a file the candidate left in its workdir cannot stand in for a module we import. Imports
+only the standard library at the top, so agents.sandbox can import the names below cheaply.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+
+PAYLOAD, RESULT = "payload.json", "result.json"
+MEMORY_ERRORS = ("MemoryError", "OutOfMemoryError")  # Python's, torch.cuda's
+ERROR_CHARS = 8000  # of the error text kept: type, message, the innermost frames of the traceback
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    # The uid change in setpriv cleared the death signal unshare/the coordinator set before it: set it
+    # again, so that this process (and, as pid 1 of its namespace, all of the sandbox) dies with its parent.
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getpid() != 1 and os.getppid() == 1:  # orphaned before prctl (no pid namespace): no signal comes
+        os._exit(1)
+
+
+def _describe(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return text if len(text) <= ERROR_CHARS else text[:200] + "\n[...]\n" + text[-(ERROR_CHARS - 210):]
+
+
+def _write_atomic(workdir: int, name: str, text: str) -> None:
+    tmp = f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=workdir)
+    with open(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, name, src_dir_fd=workdir, dst_dir_fd=workdir)
+
+
+def main(argv: list[str]) -> None:
+    root, entry = argv
+    _die_with_parent()
+    workdir = os.open(".", os.O_RDONLY | os.O_DIRECTORY)  # the result goes here even if the entry chdirs
+    # Ctrl-C semantics even if the coordinator runs with SIGINT ignored (exec inherits SIG_IGN): the
+    # timeout's SIGINT must become a KeyboardInterrupt with a traceback, as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.path.insert(0, root)
+    sys.stdout.reconfigure(line_buffering=True)  # the tail shows the last lines even after a crash
+    try:
+        with open(PAYLOAD) as f:
+            payload = json.load(f)
+        module, _, name = entry.partition(":")
+        value = getattr(importlib.import_module(module), name)(payload)
+        out = json.dumps({"ok": True, "value": value})
+    except BaseException as e:  # noqa: BLE001 (untrusted code may raise anything, SystemExit included)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interruption is enough: now report it
+        traceback.print_exc()
+        out = json.dumps({"ok": False, "error_type": type(e).__name__, "error": _describe(e)})
+    _write_atomic(workdir, RESULT, out)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # threads the entry left behind must not keep the sandbox alive until its timeout
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
