@@ -23,7 +23,6 @@ from pathlib import Path
 
 from agents.watchdog import GRACE_S, Deadline, die_with_coordinator
 
-
 JOB_DIR_ENV = "AIRA_JOB_DIR"  # RUN_DIR/jobs/<node id> of the job this worker is running
 
 

@@ -12,6 +12,7 @@ import sys
 STAGES = {
     "models": ("models.cli", "primitives, specs, presets"),
     "compose": ("compose.cli", "AIRA-Compose: architecture search over primitive patterns"),
+    "design": ("design.cli", "AIRA-Design: agents write token mixers as code, sandboxed, scored on LRA"),
     "pretrain": ("pretrain.cli", "pretraining at 350M-3B on DeepSpeed (ZeRO 1/2/3), checkpoints, export"),
     "eval": ("eval.cli", "lm-eval downstream scoring and scaling-law fit reports"),
     "lra": ("lra.cli", "Long Range Arena: train any spec as a non-causal classifier, eval, table"),

@@ -108,8 +108,15 @@ class Primitive(nn.Module):
         Convention (PaLM / torchtitan MFU): matmuls with weights, plus for attention the full
         seq_len x seq_len score and value products (4 * seq_len * n_heads * head_dim per token),
         causal masking not subtracted. Elementwise ops are not counted. Training FLOPs = 3x.
+
+        Default: counted, not derived: torch's flop counter over one forward of the layer on a
+        (1, seq_len, d_model) input, on the meta device where the layer allows it (no memory, any width),
+        else on the CPU. Primitives with a closed form override this (the contract compares the two).
         """
-        raise NotImplementedError
+        key = (cls, d_model, repr(cfg), seq_len)
+        if key not in _COUNTED_FLOPS:
+            _COUNTED_FLOPS[key] = _counted_flops_per_token(cls, d_model, cfg, seq_len)
+        return _COUNTED_FLOPS[key]
 
     @classmethod
     def cache_bytes(cls, d_model: int, cfg: Any, seq_len: int, bytes_per_elem: int = 2) -> int:
@@ -189,3 +196,25 @@ def knobs(cls: type[Primitive]) -> list[tuple[str, str, Any, str]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         rows.append((f.name, str(f.type), default, f.metadata.get("help", "")))
     return rows
+
+
+_COUNTED_FLOPS: dict[tuple, float] = {}  # (class, d_model, repr(cfg), seq_len) -> counted FLOPs per token
+
+
+def _counted_flops_per_token(cls: type[Primitive], d_model: int, cfg: Any, seq_len: int) -> float:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(device: str) -> float:
+        with torch.device(device):
+            module = cls(d_model, cfg, causal=True)
+            x = torch.zeros(1, seq_len, d_model)
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:  # the math backend: plain, countable matmuls
+            module(x)
+        return counter.get_total_flops() / seq_len
+
+    try:
+        return count("meta")
+    except (NotImplementedError, RuntimeError):  # an op or an __init__ that needs real values
+        return count("cpu")

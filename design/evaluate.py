@@ -1,0 +1,162 @@
+"""The trusted side of a candidate's evaluation: stage the data once, run the child in the sandbox, score it.
+
+Layout (why two places): RUN_DIR (mode 0700) holds the journal, the jobs and the labels of the scored
+splits, none of which a candidate may read; SANDBOX_ROOT holds what it may read (the training split
+with labels, the scored splits' inputs without) and one working directory per candidate.
+
+    RUN_DIR/labels/<split>.pt        labels of val and test (read here only)
+    SANDBOX_ROOT/data/train.pt       inputs + labels the candidate trains on
+    SANDBOX_ROOT/data/<split>.pt     inputs of each scored split, no labels
+    SANDBOX_ROOT/work/<node id>/     candidate.py, payload.json, result.json, output tails
+
+`evaluate(payload)` runs in an executor worker (our code, never the candidate's): the candidate runs
+only inside agents.sandbox, and its score is computed here from its predictions and labels it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+SCORED = ("val", "test")  # test is journalled as test_* and hidden from agents (agents.search.visible)
+
+
+class CandidateFailed(Exception):
+    """A candidate that did not produce a score; str() starts with its failure class in brackets."""
+
+    def __init__(self, failure_class: str, message: str):
+        super().__init__(f"[{failure_class}] {message}")
+        self.failure_class = failure_class
+
+
+def failure_class(error: str) -> str:
+    """The class of a journalled failure: the bracketed tag of a CandidateFailed, else what the text says."""
+    text = error.split("CandidateFailed: ", 1)[-1]
+    if text.startswith("[") and "]" in text:
+        return text[1:text.index("]")]
+    if "timed out" in text:
+        return "timeout"
+    return "crash"
+
+
+def _tensors(ds, seq_len: int, with_labels: bool) -> dict:
+    from lra.data import collate
+
+    batch = collate([ds[i] for i in range(len(ds))], pad_to=seq_len)
+    if not with_labels:
+        batch.pop("label")
+    return batch
+
+
+def stage_data(lra_cfg, run_dir: Path, sandbox_root: Path) -> dict[str, Any]:
+    """Write the splits where the sandbox can read them and the scored labels where it cannot; once per run."""
+    import torch
+
+    from lra.train import build_datasets, run_task
+
+    info_path = sandbox_root / "data" / "data.json"
+    if info_path.is_file() and (run_dir / "labels" / "val.pt").is_file():
+        return json.loads(info_path.read_text())
+    seq_len = run_task(lra_cfg).seq_len
+    sets = build_datasets(lra_cfg)
+    data, labels = sandbox_root / "data", run_dir / "labels"
+    data.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    labels.chmod(0o700)
+    torch.save(_tensors(sets["train"], seq_len, True), data / "train.pt")
+    info: dict[str, Any] = {"task": lra_cfg.task, "seq_len": seq_len, "sizes": {"train": len(sets["train"])}}
+    for split in SCORED:
+        if split not in sets:
+            continue
+        full = _tensors(sets[split], seq_len, True)
+        torch.save(full.pop("label"), labels / f"{split}.pt")
+        torch.save(full, data / f"{split}.pt")
+        info["sizes"][split] = len(sets[split])
+    for f in data.iterdir():
+        f.chmod(0o644)
+    data.chmod(0o755)
+    info_path.write_text(json.dumps(info))
+    return info
+
+
+def make_sandbox_root(path: Path) -> Path:
+    """The folder candidates may traverse but not list (0711) to data/ and to their own work/<node id>.
+
+    work/ is 0711 too: a candidate cannot list it, and node ids are 48 random bits, so one candidate
+    cannot find another's folder (they run under one uid). RUN_DIR (journal, labels) stays 0700."""
+    for d in (path.parent, path, path / "work"):
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(stat.S_IRWXU | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def _score(predictions: Any, labels, split: str) -> float:
+    if not isinstance(predictions, list) or len(predictions) != len(labels):
+        got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise CandidateFailed("crash", f"the child returned {got} predictions for {split}, expected {len(labels)}")
+    hits = sum(int(p == y) for p, y in zip(predictions, labels.tolist()))
+    return hits / len(labels)
+
+
+def sandbox_root(run_dir: Path) -> Path:
+    """Where a run's candidates read data and work: not inside RUN_DIR (closed, 0700, to the sandbox's
+    user) and not beside it (a run under a private home folder is out of the sandbox user's reach), but
+    under the system's temporary folder ($TMPDIR), one folder per run directory."""
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / "aira-sandbox" / f"{run_dir.name}-{tag}"
+
+
+def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry (agents.worker): one candidate from source to metrics; CandidateFailed when it fails.
+
+    The job's folder (RUN_DIR/jobs/<node id>, from the worker) says where the run and its sandbox are.
+    """
+    import torch
+
+    from agents.sandbox import SandboxLimits, run_sandboxed
+    from agents.worker import JOB_DIR_ENV
+
+    job_dir = Path(os.environ[JOB_DIR_ENV])
+    run_dir = job_dir.parents[1]
+    root = sandbox_root(run_dir)
+    work = root / "work" / job_dir.name
+    shutil.rmtree(work, ignore_errors=True)  # a re-run after a resume starts clean
+    work.mkdir(parents=True)
+    candidate = work / "candidate.py"
+    candidate.write_text(payload["source"])
+    child = {**payload["child"], "candidate": candidate.name, "data_dir": str(root / "data"),
+             "splits": [s for s in SCORED if (root / "data" / f"{s}.pt").is_file()]}
+    limits = SandboxLimits(**payload.get("sandbox", {}))
+    res = run_sandboxed("design.child:run", child, work, limits, readable=[root / "data"])
+    tails = {"stdout_tail": res.stdout_tail[-4000:], "stderr_tail": res.stderr_tail[-4000:]}
+    if res.status != "ok":
+        kind = {"error": "crash"}.get(res.status, res.status)
+        first = (res.error or res.exit).strip().splitlines()
+        if res.status == "error" and first and "FloatingPointError" in first[0]:
+            kind = "nan"
+        if res.status == "error" and first and ("PrimitiveFileError" in first[0] or "SyntaxError" in res.error):
+            kind = "import"
+        raise CandidateFailed(kind, f"{res.error or res.exit}\n--- stderr (tail) ---\n{tails['stderr_tail'][-1500:]}")
+    value = res.value if isinstance(res.value, dict) else {}
+    report = value.get("validation") or {}
+    if not report.get("ok"):
+        raise CandidateFailed(f"validation:{report.get('failed_check', '?')}", str(report.get("message", report)))
+    out: dict[str, Any] = {"params": value.get("params"), "validate_s": value.get("validate_s"),
+                           "wall_s": res.wall_s, "peak_rss_mb": res.peak_rss_mb, "validation": report,
+                           "isolation": res.isolation, **(value.get("train") or {}), **tails}
+    for split in child["splits"]:
+        labels = torch.load(run_dir / "labels" / f"{split}.pt", weights_only=True)
+        acc = _score((value.get("predictions") or {}).get(split), labels, split)
+        prefix = "" if split == "val" else "test_"
+        out[f"{prefix}acc"], out[f"{prefix}error"] = acc, 1.0 - acc
+    out["val_acc"], out["val_error"] = out.pop("acc"), out.pop("error")
+    if os.environ.get("AIRA_KEEP_SANDBOX") != "1":
+        shutil.rmtree(work, ignore_errors=True)
+    return out
