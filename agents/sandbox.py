@@ -100,9 +100,22 @@ def isolation_available() -> dict:
             namespaces = subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             namespaces = False
+    blocked = _unreachable_code(SandboxLimits.uid) if root else None
     return {"root": root, "namespaces": namespaces, "user_namespace": namespaces and not root,
-            "drop_user": root and bool(tools["setpriv"]), "setpriv": bool(tools["setpriv"]),
-            "unshare": bool(tools["unshare"])}
+            "drop_user": root and bool(tools["setpriv"]) and blocked is None, "setpriv": bool(tools["setpriv"]),
+            "unshare": bool(tools["unshare"]), "drop_user_blocked": blocked}
+
+
+def _unreachable_code(uid: int) -> str | None:
+    """Why an unprivileged uid could not run the child here (None: it can): the project and the Python
+    environment must sit under directories it may traverse. A checkout in a private folder (a 0700
+    temporary directory, a 0700 home) keeps the sandbox as the caller's user, recorded in `isolation`."""
+    for path in (CHILD, Path(sys.prefix)):
+        for d in reversed(path.parents):
+            st = os.stat(d)
+            if not (st.st_mode & stat.S_IXOTH or st.st_uid == uid):
+                return f"{d} (mode {stat.filemode(st.st_mode)}) keeps uid {uid} from {path}"
+    return None
 
 
 def run_sandboxed(entry: str, payload: dict, workdir: Path, limits: SandboxLimits | None = None,
@@ -167,7 +180,8 @@ def _command(entry: str, workdir: Path, readable: Sequence[Path], limits: Sandbo
         argv = ["setpriv", *caps, *argv]  # drop the capabilities the user namespace granted inside it
         user, capabilities = str(os.getuid()), "none"
     elif avail["root"]:
-        user, capabilities = "root", "all (root: drop_user=False or no setpriv)"
+        why = avail.get("drop_user_blocked") or "drop_user=False or no setpriv"
+        user, capabilities = "root", f"all (root: {why})"
     else:
         user, capabilities = str(os.getuid()), "none"
     ns = avail["namespaces"]

@@ -143,6 +143,8 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
             kind = "nan"
         if res.status == "error" and first and ("PrimitiveFileError" in first[0] or "SyntaxError" in res.error):
             kind = "import"
+        if res.status == "error" and ("MemoryError" in res.error or "OutOfMemoryError" in res.error):
+            kind = "oom"  # the memory limit, hit while importing, validating or training
         raise CandidateFailed(kind, f"{res.error or res.exit}\n--- stderr (tail) ---\n{tails['stderr_tail'][-1500:]}")
     value = res.value if isinstance(res.value, dict) else {}
     report = value.get("validation") or {}

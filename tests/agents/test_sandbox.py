@@ -21,7 +21,8 @@ from agents.sandbox import SandboxError, SandboxLimits, isolation_available, run
 H = "tests.agents.hostile"
 ROOT = Path(__file__).resolve().parents[2]
 AVAIL = isolation_available()
-needs_drop = pytest.mark.skipif(not AVAIL["drop_user"], reason="needs root and setpriv to run as another uid")
+needs_drop = pytest.mark.skipif(not AVAIL["drop_user"], reason="needs root, setpriv and a checkout the sandbox uid can reach "
+                                f"({AVAIL.get('drop_user_blocked')})")
 needs_ns = pytest.mark.skipif(not AVAIL["namespaces"], reason="needs unshare (network/pid/mount namespaces)")
 # A uid of this test run's own, so that counting its processes sees no other sandbox on the machine.
 UID = 61000 + os.getpid() % 1000
