@@ -41,14 +41,22 @@ def _raise_stopped(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
-def install_stop_signals() -> None:
-    """SIGTERM / SIGHUP raise `Stopped` in the main thread (a no-op off it: Python allows handlers there only)."""
+def install_stop_signals() -> dict:
+    """SIGTERM / SIGHUP raise `Stopped` in the main thread (a no-op off it: Python allows handlers there only).
+
+    Returns the handlers it replaced, for `restore_signals`: a process that called a command as a library
+    (a test, a notebook) must not keep them, or a child it forks later (multiprocessing.Pool, whose
+    terminate() is a SIGTERM) raises instead of dying."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, _raise_stopped)
+        return {}
+    return {sig: signal.signal(sig, _raise_stopped) for sig in _STOP_SIGNALS}
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def yaml_problem(e: Exception) -> str:
@@ -88,8 +96,17 @@ def error_line(e: BaseException) -> str | None:
 
 def run_cli(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
     """Run a stage's `main(argv)`: user errors -> one line + exit 2; SIGTERM/SIGHUP -> like Ctrl-C."""
-    install_stop_signals()
+    previous = install_stop_signals()
+    if _raise_stopped not in previous.values():  # the outermost command: signals of earlier ones do not count
+        _received.clear()
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(prog, main, argv)
+    finally:
+        restore_signals(previous)
+
+
+def _run(prog: str, main: Callable[[list[str]], int], argv: list[str]) -> int:
     try:
         rc = main(argv)
     except KeyboardInterrupt as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,11 @@ def test_unwritable_run_directory_fails_before_any_compute(argv, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     _assert_one_line_error(res.returncode, res.stderr, argv[0])
     assert f"cannot use {locked / 'run'} as the run directory" in res.stderr
+
+
+def test_a_command_called_as_a_library_leaves_the_signal_handlers_as_it_found_them(tmp_path, capsys):
+    # A leaked SIGTERM handler made forked children (multiprocessing.Pool, which terminate()s with
+    # SIGTERM) raise instead of dying, and lm-eval's bootstrap pool hung on join in the test process.
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    assert main(["models", "describe", str(tmp_path / "missing.yaml")]) == 2
+    assert {s: signal.getsignal(s) for s in before} == before
