@@ -122,3 +122,21 @@ def _canon(obj: Any) -> str:
 def _short(payload: Any) -> str:
     text = _canon(payload)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def replay_run(src: Path, out: Path, cfg: Any, open_search) -> tuple[int, list[str]]:
+    """Re-run the search of `src` offline into `out` with its config `cfg` (whose `llm` dict holds
+    agents.llm.LLMConfig fields): evaluations and LLM replies are read back. Returns the replayed journal's
+    node count and its differences from the original (empty: the same search); ReplayDivergence where the
+    two part. `open_search(cfg, run_dir, executor=...)` is the domain's (compose.run, design.run)."""
+    from aira.errors import UserError
+
+    if (out / "journal.db").exists():
+        raise UserError(f"{out} already holds a replay; remove it or pass --out")
+    cfg.run_dir = str(out)
+    if cfg.llm.get("backend", "none") != "none":  # replies come from the original's store, never the network
+        cfg.llm = {**cfg.llm, "replay": True, "store_dir": str(src / "llm")}
+    search = open_search(cfg, out, executor=ReplayExecutor(src))
+    search.run()
+    with Journal(src / "journal.db") as original:
+        return len(search.journal.nodes()), compare_journals(original, search.journal)

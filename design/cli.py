@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aira.errors import UserError, run_cli, stop_reason
+from aira.errors import run_cli, stop_reason
 
 
 def _event(kind: str, node) -> None:
@@ -105,31 +105,21 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from agents.journal import Journal
-    from agents.replay import ReplayDivergence, ReplayExecutor, compare_journals
+    from agents.replay import ReplayDivergence, replay_run
     from design.run import load_run_config, open_search
 
     src = Path(args.run_dir)
-    cfg = load_run_config(src)
     out = Path(args.out) if args.out else src.parent / f"{src.name}-replay"
-    if (out / "journal.db").exists():
-        raise UserError(f"{out} already holds a replay; remove it or pass --out")
-    cfg.run_dir = str(out)
-    if cfg.llm.get("backend", "none") != "none":  # replies come from the original's store, never the network
-        cfg.llm = {**cfg.llm, "replay": True, "store_dir": str(src / "llm")}
     print(f"replaying {src} into {out} (offline: evaluations and LLM replies are read back)", flush=True)
-    search = open_search(cfg, out, executor=ReplayExecutor(src))
     try:
-        search.run()
+        n, diffs = replay_run(src, out, load_run_config(src), open_search)
     except ReplayDivergence as e:
         print(f"replay diverged: {e}", file=sys.stderr)
         return 1
-    with Journal(src / "journal.db") as original:
-        diffs = compare_journals(original, search.journal)
     if diffs:
         print("replay differs from the original:\n  " + "\n  ".join(diffs[:10]), file=sys.stderr)
         return 1
-    print(f"replay reached the same journal: {len(search.journal.nodes())} nodes, identical to {src}")
+    print(f"replay reached the same journal: {n} nodes, identical to {src}")
     return 0
 
 

@@ -52,14 +52,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +80,7 @@ from models.contract import (
     primitives_in,
 )
 from models.contract.harness import inputs, spec_for
+from models.contract.run import OverBudget, time_limit
 from models.errors import PrimitiveFileError
 from models.lm import Bidirectional, SequenceClassifier
 from models.registry import Primitive, get_primitive, registered
@@ -237,36 +235,9 @@ class _Fail(Exception):
     """A check's finding: the message gives the numbers."""
 
 
-class _OverBudget(BaseException):
-    """Raised by the alarm; not an Exception, so that the candidate's own `except Exception` cannot swallow it."""
-
-
 def _expect(ok: bool, message: str) -> None:
     if not ok:
         raise _Fail(message)
-
-
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise _OverBudget in the block after `seconds` (SIGALRM) where this thread may take the alarm;
-    elsewhere the check's wall time is compared afterwards. An op already inside C++ finishes first."""
-    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
-        yield
-        return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise _OverBudget
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
 def _candidate_frame(e: BaseException, pcls: type) -> str:
@@ -286,7 +257,7 @@ def _run(name: str, fn: Callable[[], None], budget_s: float, pcls: type) -> Vali
     start = time.perf_counter()
     passed, skipped, message = True, False, ""
     try:
-        with _time_limit(budget_s):
+        with time_limit(budget_s):
             fn()
     except _Fail as e:
         passed, message = False, str(e)
@@ -294,7 +265,7 @@ def _run(name: str, fn: Callable[[], None], budget_s: float, pcls: type) -> Vali
         passed, message = False, e.detail
     except CheckSkipped as e:
         skipped, message = True, str(e)
-    except _OverBudget:
+    except OverBudget:
         passed, message = False, (f"stopped after {time.perf_counter() - start:.1f} s, over the {budget_s:g} s "
                                   "budget of one check")
     except Exception as e:  # noqa: BLE001  (the candidate's own code raised: a finding, not a crash of ours)

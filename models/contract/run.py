@@ -53,13 +53,14 @@ class CheckResult:
         return self.status == "fail"
 
 
-class _OverBudget(Exception):
-    pass
+class OverBudget(BaseException):
+    """Raised by the alarm of `time_limit`; not an Exception, so that checked code's own `except Exception`
+    cannot swallow it."""
 
 
 @contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block with _OverBudget after `seconds` (SIGALRM), where that is possible.
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block with OverBudget after `seconds` (SIGALRM), where that is possible.
 
     Only the main thread of a process whose real-time timer nobody else uses can take the alarm;
     elsewhere the block runs to its end and `check_primitive` compares its wall time afterwards. An
@@ -74,7 +75,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
         return
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise _OverBudget
+        raise OverBudget
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -98,13 +99,13 @@ def run_check(prop: str, pcls: type[Primitive], cfg: Any = None, d_model: int = 
     start = time.perf_counter()
     status, detail = "pass", ""
     try:
-        with _time_limit(budget_s):
+        with time_limit(budget_s):
             CHECKS[prop](pcls, cfg, d_model)
     except ContractError as e:
         status, detail = "fail", e.detail
     except CheckSkipped as e:
         status, detail = "skip", str(e)
-    except _OverBudget:
+    except OverBudget:
         status, detail = "fail", f"stopped after {time.perf_counter() - start:.1f} s, over the {budget_s:g} s budget"
     except Exception as e:  # noqa: BLE001  (the primitive's own code raised: a finding, not a checker crash)
         status, detail = "fail", _first_line(e)
