@@ -35,6 +35,9 @@ class DesignConfig:
     train_budget_s: float = 600.0  # wall clock of one candidate's training inside the sandbox
     threads: int | None = None  # torch threads per candidate (None: cores / workers)
     templates: list[str] = field(default_factory=list)  # offline operators' mechanism library; [] = all
+    # The paper's "configurable" setting: recipe knobs a candidate may set ({knob: [low, high]}, a RECIPE
+    # dict in its file; design/recipe.py). Empty = the fixed recipe.
+    configurable: dict[str, Any] = field(default_factory=dict)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     sandbox: dict[str, Any] = field(default_factory=dict)  # agents.sandbox.SandboxLimits fields
     search: SearchConfig = field(default_factory=lambda: SearchConfig(policy="greedy", max_evals=20,
@@ -45,6 +48,11 @@ class DesignConfig:
         from lra import config as lra_config
 
         self.lra = lra_config.resolve(self.lra)  # unknown task, recipe, data source: LRAError naming it
+        from design.recipe import check_bounds
+
+        problems = check_bounds(self.configurable)
+        if problems:
+            raise ConfigError("; ".join(problems))
         if self.train_budget_s <= 0:
             raise ConfigError(f"train_budget_s must be positive, got {self.train_budget_s}")
         if self.templates:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,7 @@ class Brief:
     two_tower: bool = False
     train_examples: int | None = None
     data: str = ""  # where the examples come from, e.g. "generated"
+    configurable: dict[str, Any] = field(default_factory=dict)  # recipe knobs open to the agent: {knob: [low, high]}
 
     @classmethod
     def from_child(cls, child: dict[str, Any], design_cfg: Any = None) -> Brief:
@@ -148,7 +149,8 @@ class Brief:
                    lr=float(t["lr"]), train_budget_s=float(child["train_budget_s"]),
                    causal=bool(v.get("causal_required", False)), max_params=v.get("max_params"),
                    max_growth_exponent=v.get("max_growth_exponent"), time_ratio=v.get("time_ratio_vs_attention"),
-                   num_classes=num_classes, two_tower=two_tower, train_examples=n_train, data=data)
+                   num_classes=num_classes, two_tower=two_tower, train_examples=n_train, data=data,
+                   configurable=dict(getattr(design_cfg, "configurable", None) or {}))
 
 
 # ---------------------------------------------------------------------------- system prompt
@@ -213,9 +215,10 @@ def system_prompt(brief: Brief, taken_names: list[str] | tuple[str, ...] = ()) -
          f"MLP (hidden {b.mlp_hidden}) + residual] -> norm -> {b.pooling} pooling over real tokens -> linear "
          f"classifier; d_model = {b.d_model}." + (" Retrieval runs this encoder on each document." if b.two_tower
                                                    else "")),
-        (f"- Training (fixed): AdamW, lr {b.lr:g} with warm-up and cosine decay, batch {b.batch_size}, at most "
-         f"{b.steps:,} steps or {b.train_budget_s:g} s of wall clock, whichever comes first: a slow mixer "
-         "trains on fewer examples."),
+        (f"- Training ({'defaults' if b.configurable else 'fixed'}): AdamW, lr {b.lr:g} with warm-up and cosine "
+         f"decay, batch {b.batch_size}, at most {b.steps:,} steps or {b.train_budget_s:g} s of wall clock, "
+         "whichever comes first: a slow mixer trains on fewer examples."),
+        *([recipe_text(b.configurable)] if b.configurable else []),
         ("- Score: accuracy on the validation split (higher is better; the search minimises val_error = 1 - "
          "val_acc). A hidden test split is scored only for the final ranking."),
         "",
@@ -227,6 +230,14 @@ def system_prompt(brief: Brief, taken_names: list[str] | tuple[str, ...] = ()) -
         reply_format(),
     ]
     return "\n".join(lines)
+
+
+def recipe_text(bounds: dict[str, Any]) -> str:
+    """The configurable setting's paragraph: which recipe knobs the file may set, and their bounds."""
+    open_knobs = ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in sorted(bounds.items()))
+    return ("- Recipe (open in this task): your file may set some training knobs with one module-level literal, "
+            "e.g. `RECIPE = {\"lr\": 1e-3}` (numbers only, no names or calls). Open knobs and bounds: "
+            f"{open_knobs}. Knobs you leave out keep the defaults above; anything else is rejected.")
 
 
 def reply_format(analyze: bool = False) -> str:

@@ -71,7 +71,8 @@ def open_search(cfg: DesignConfig, run_dir: Path, on_event: Callable[[str, Node]
         from design.llm_ops import make_proposer
 
         llm = make_proposer(LLMConfig(**cfg.llm), cfg, run_dir)
-    task = DesignTask(_child_payload(cfg, info["seq_len"]), cfg.sandbox, cfg.templates or None, llm)
+    task = DesignTask(_child_payload(cfg, info["seq_len"]), cfg.sandbox, cfg.templates or None, llm,
+                      configurable=cfg.configurable)
     search = Search(run_dir, task, cfg.search, executor=executor, on_event=on_event)
     search.journal.set_meta("config", to_dict(cfg))
     search.journal.set_meta("data", info)

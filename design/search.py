@@ -16,6 +16,7 @@ from typing import Any
 from agents.journal import Node
 from agents.policies import Action
 from agents.search import Proposal
+from design import recipe as recipes
 from design import templates
 from design.code import CandidateError, check_imports, code_hash
 
@@ -32,11 +33,12 @@ class DesignTask:
     metric = METRIC
 
     def __init__(self, child: dict[str, Any], sandbox: dict[str, Any], allowed: list[str] | None = None,
-                 llm: Any = None):
+                 llm: Any = None, configurable: dict[str, Any] | None = None):
         self.child = child  # design.child.run's payload minus the per-candidate parts
         self.sandbox = dict(sandbox)  # agents.sandbox.SandboxLimits fields
         self.allowed = list(allowed or templates.TEMPLATES)
         self.llm = llm  # design.llm_ops proposer; None = the built-in operators
+        self.configurable = dict(configurable or {})  # {knob: [low, high]}: the recipe knobs open to agents
 
     # ------------------------------------------------------------------ proposals
 
@@ -47,16 +49,33 @@ class DesignTask:
         parents = [(n.payload.get("template"), n.payload.get("knobs")) for n in action.parents]
         usable = [(t, k) for t, k in parents if t in self.allowed and isinstance(k, dict)]
         op = action.operator
+        recipe = self._parent_recipe(action)
         if op == "draft" or not usable:
             template, knobs = self._draft(rng)
+            recipe = recipes.defaults(self.child, self.configurable) if self.configurable else None
             idea = "random draft" if op == "draft" else f"{op}: parent has no template; re-drafted"
         elif op == "crossover" and len(usable) >= 2:
             template, knobs = templates.crossover(usable[0], usable[1], rng)
             idea = f"crossover of {usable[0][0]} and {usable[1][0]}"
+        elif recipe is not None and rng.random() < 0.5:  # configurable: half the changes are to the recipe
+            template, knobs = usable[0]
+            new = recipes.mutate(recipe, self.configurable, rng)
+            idea = f"{op}: recipe of {template} ({_changed(recipe, new)})"
+            recipe = new
         else:  # improve, debug, analyze: a change to the (best) parent
             template, knobs = self._mutate(*usable[0], rng)
             idea = f"{op}: mutated {usable[0][0]} ({_changed(usable[0][1], knobs)})"
-        return self.check(templates.render(template, knobs), {"template": template, "knobs": knobs, "idea": idea})
+        source = templates.render(template, knobs) + (recipes.render(recipe) if recipe is not None else "")
+        return self.check(source, {"template": template, "knobs": knobs, "idea": idea})
+
+    def _parent_recipe(self, action: Action) -> dict[str, Any] | None:
+        """The first parent's recipe (its own, or the fixed one's open knobs); None for a fixed-recipe task."""
+        if not self.configurable:
+            return None
+        for n in action.parents:
+            if isinstance(n.payload.get("recipe"), dict):
+                return dict(n.payload["recipe"])
+        return recipes.defaults(self.child, self.configurable)
 
     def _draft(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
         """A random candidate from the allowed templates (all of them by default)."""
@@ -81,6 +100,15 @@ class DesignTask:
         problems = check_imports(source)
         if problems:
             return Proposal(payload, None, "[import] " + "; ".join(problems))
+        try:
+            recipe = recipes.recipe_of(source)
+        except CandidateError as e:
+            return Proposal(payload, None, f"[recipe] {e}")
+        problems = recipes.check_recipe(recipe, self.configurable)
+        if problems:
+            return Proposal(payload, None, "[recipe] " + "; ".join(problems))
+        if recipe is not None:
+            payload["recipe"] = recipe
         payload["code_hash"] = key
         return Proposal(payload, key)
 
@@ -88,7 +116,8 @@ class DesignTask:
 
     def job_payload(self, node: Node) -> dict[str, Any]:
         # No paths: the worker finds the run from its job folder, so a replay elsewhere compares equal.
-        return {"source": node.payload["source"], "sandbox": self.sandbox, "child": self.child}
+        return {"source": node.payload["source"], "sandbox": self.sandbox,
+                "child": recipes.apply(self.child, node.payload.get("recipe"))}
 
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
         if METRIC not in value:
