@@ -25,7 +25,7 @@ Where this differs from the MAD code (on purpose):
   - Compression does not score the trailing compression token (constant, so free accuracy in MAD).
   - Padding (fuzzy recall) is never a training target.
   - Selective copying draws its blank positions from the seeded generator (MAD's code uses numpy's
-    global state there, so its data are not reproducible by seed).
+    global state there, so its data are not reproducible by seed); their distribution is MAD's.
 """
 
 from __future__ import annotations
@@ -136,9 +136,9 @@ class SelectiveCopyConfig:
             return out
         if self.vocab_size < 3:
             out.append(f"vocab_size: needs at least 3 (data, blank, copy tokens), got {self.vocab_size}")
-        if self.seq_len < 2 * self.num_tokens_to_copy + 1:
-            need = 2 * self.num_tokens_to_copy + 1
-            out.append(f"seq_len: must be at least 2 * num_tokens_to_copy + 1 = {need}, "
+        if self.seq_len <= 2 * self.num_tokens_to_copy + 1:  # MAD asserts at least one blank
+            need = 2 * self.num_tokens_to_copy + 2
+            out.append(f"seq_len: must be at least 2 * num_tokens_to_copy + 2 = {need} (room for one blank), "
                        f"got {self.seq_len}")
         return out
 
@@ -260,7 +260,8 @@ def fuzzy_in_context_recall(cfg: FuzzyRecallConfig, rng: np.random.Generator, tr
                             ) -> tuple[list[int], list[int]]:
     """Recall with keys and values that are runs of several tokens; the sequence is left-padded."""
     special = 1 if cfg.multi_query else 2
-    pad = cfg.vocab_size - 1
+    # MAD's ids: the copy prefix is the top id, the padding the one below it (the top one when there is no prefix).
+    copy_prefix, pad = cfg.vocab_size - 1, cfg.vocab_size - (1 if cfg.multi_query else 2)
     n_ordinary = cfg.vocab_size - special - cfg.noise_vocab_size
     n_keys, _ = _split(n_ordinary)
     # Room for the pairs: the stream is seq_len + 1 tokens, less the copy prefix and the longest probe.
@@ -304,7 +305,7 @@ def fuzzy_in_context_recall(cfg: FuzzyRecallConfig, rng: np.random.Generator, tr
             seen.append(k)
         i = j + len(kv[k])
     probe = seen[int(rng.integers(len(seen)))]
-    tail = ([] if cfg.multi_query else [cfg.vocab_size - 2]) + [*probe, *kv[probe]]
+    tail = ([] if cfg.multi_query else [copy_prefix]) + [*probe, *kv[probe]]
     n_pad = cfg.seq_len + 1 - len(body) - len(tail)
     stream = [pad] * n_pad + body + tail
     scored = [False] * n_pad + scored + [False] * (len(tail) - len(kv[probe])) + [True] * len(kv[probe])
@@ -313,15 +314,19 @@ def fuzzy_in_context_recall(cfg: FuzzyRecallConfig, rng: np.random.Generator, tr
 
 def selective_copying(cfg: SelectiveCopyConfig, rng: np.random.Generator, train: bool
                       ) -> tuple[list[int], list[int]]:
-    """Data tokens scattered among blanks; after the copy token, output them in order, one per blank."""
+    """Data tokens scattered among blanks; after the copy token, output them in order, one per blank.
+
+    As in MAD, each blank goes before one of the data tokens, chosen uniformly and independently, so the
+    last data token always sits right before the copy token and the blank runs are multinomial.
+    """
     m, L = cfg.num_tokens_to_copy, cfg.seq_len
     blank, copy = cfg.vocab_size - 2, cfg.vocab_size - 1
     data = rng.integers(0, cfg.vocab_size - 2, size=m).tolist()
-    where = np.sort(rng.choice(L - m - 1, size=m, replace=False))
-    inputs = [blank] * L
-    for pos, tok in zip(where.tolist(), data):
-        inputs[pos] = tok
-    inputs[L - m - 1] = copy
+    blanks_before = rng.multinomial(L - 2 * m - 1, [1 / m] * m).tolist()
+    inputs: list[int] = []
+    for n_blank, tok in zip(blanks_before, data):
+        inputs += [blank] * n_blank + [tok]
+    inputs += [copy] + [blank] * m
     targets = [IGNORE] * (L - m) + data
     return inputs, targets
 
@@ -334,10 +339,19 @@ def compression(cfg: CompressionConfig, rng: np.random.Generator, train: bool) -
 
 @functools.lru_cache(maxsize=16)
 def memorization_map(vocab_size: int, kv_seed: int = 12345) -> tuple[int, ...]:
-    """value_of[key] for keys 0..n_keys-1: a fixed random injection of keys into the value tokens."""
-    n_keys, n_values = _split(vocab_size - 1)
-    perm = np.random.default_rng(kv_seed).permutation(n_values)[:n_keys]
-    return tuple((perm + n_keys).tolist())
+    """value_of[key] for keys 0..n_keys-1: a fixed random injection of keys into the value tokens.
+
+    The same map as MAD's for the same seed (its generate_kv_map): the key list, then the value list,
+    each shuffled as a list of 1-tuples by one Generator, paired in order.
+    """
+    n_keys, _ = _split(vocab_size - 1)
+    rng = np.random.default_rng(kv_seed)
+    keys = [(k,) for k in range(n_keys)]
+    values = [(v,) for v in range(n_keys, vocab_size - 1)]
+    rng.shuffle(keys)
+    rng.shuffle(values)
+    value_of = dict((k[0], v[0]) for k, v in zip(keys, values))
+    return tuple(value_of[k] for k in range(n_keys))
 
 
 def memorization(cfg: MemorizationConfig, rng: np.random.Generator, train: bool

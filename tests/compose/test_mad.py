@@ -201,6 +201,40 @@ def test_selective_copying_targets_are_the_data_tokens_in_order():
     assert positions.min() > 0, "data tokens are scattered over the whole input region"
 
 
+def test_selective_copying_places_blanks_as_mad_does():
+    """MAD inserts each blank before a data token chosen uniformly: the last data token always sits right
+    before the copy token, and the blanks before each data token are Multinomial(n_blank, 1/m)."""
+    cfg = task_cfg("selective_copying", seq_len=64, num_tokens_to_copy=8)
+    x, _ = generate("selective_copying", cfg, 2000, seed=3)
+    blank, m, L = cfg.vocab_size - 2, cfg.num_tokens_to_copy, cfg.seq_len
+    assert (x[:, L - m - 2] < blank).all()  # never a blank between the last data token and the copy token
+    region = x[:, : L - m - 1] < blank
+    first = region.float().argmax(1)  # blanks before the first data token
+    n_blank = L - 2 * m - 1
+    mean, var = n_blank / m, n_blank * (1 / m) * (1 - 1 / m)
+    se = (var / len(x)) ** 0.5
+    assert abs(first.float().mean().item() - mean) < 5 * se
+    assert abs(first.float().var().item() - var) < 0.15 * var
+
+
+def test_single_query_fuzzy_recall_uses_mads_token_ids():
+    """MAD: copy prefix = vocab_size - 1 right before the probe, padding = vocab_size - 2 (single query);
+    padding = vocab_size - 1 with multi-query (no prefix)."""
+    cfg = task_cfg("fuzzy_in_context_recall", seq_len=64, multi_query=False)
+    x, y = generate("fuzzy_in_context_recall", cfg, 200, seed=0, train=False)
+    V, k = cfg.vocab_size, cfg.k_motif_size
+    for row, tgt in zip(x.tolist(), y.tolist()):
+        assert row.count(V - 1) == 1  # one copy prefix ...
+        prefix = row.index(V - 1)
+        assert all(t < V - 2 for t in row[prefix + 1: prefix + 1 + k])  # ... then the probe's key
+        n_pad = next(i for i, t in enumerate(row) if t != V - 2)
+        assert all(t != V - 2 for t in row[n_pad:])  # padding only on the left
+    multi = task_cfg("fuzzy_in_context_recall", seq_len=64, multi_query=True)
+    xm, _ = generate("fuzzy_in_context_recall", multi, 200, seed=0, train=False)
+    padded = [r for r in xm.tolist() if r[0] == V - 1]
+    assert padded, "some multi-query rows are left-padded with vocab_size - 1"
+
+
 def test_compression_targets_are_the_input_tokens():
     cfg = task_cfg("compression")
     x, y = generate("compression", cfg, 50, seed=0)
@@ -226,6 +260,13 @@ def test_memorization_uses_one_fixed_map_across_examples_and_seeds():
     assert memorization_map(cfg.vocab_size, 7) != value_of
 
 
+def test_memorization_map_is_mads_default_map():
+    """The first entries of MAD's generate_kv_map(vocab_size=255, seed=12345) (athms/mad-lab,
+    mad/data/instances.py, commit 6e7e4c9), as its default memorization task builds it: read off by
+    running that function once; the map must be MAD's, not just one with the same statistics."""
+    assert memorization_map(256, 12345)[:8] == (239, 241, 146, 166, 182, 213, 142, 235)
+
+
 # ---------------------------------------------------------------------------------------------- config
 
 
@@ -249,7 +290,9 @@ def test_unknown_task_lists_the_valid_ones():
     ({"overrides": {"noisy_in_context_recall": {"noise_vocab_size": 0}}},
      "frac_noise > 0 needs noise tokens"),
     ({"overrides": {"selective_copying": {"seq_len": 10, "num_tokens_to_copy": 8}}},
-     r"seq_len: must be at least 2 \* num_tokens_to_copy \+ 1 = 17, got 10"),
+     r"seq_len: must be at least 2 \* num_tokens_to_copy \+ 2 = 18 \(room for one blank\), got 10"),
+    ({"overrides": {"selective_copying": {"seq_len": 17, "num_tokens_to_copy": 8}}},  # MAD needs a blank too
+     r"must be at least 2 \* num_tokens_to_copy \+ 2 = 18"),
     ({"overrides": {"fuzzy_in_context_recall": {"vocab_size": 4}}}, "raise vocab_size or lower the motif"),
 ])
 def test_config_errors_name_the_field(kwargs, match):
