@@ -2,7 +2,9 @@
 
 configs/compose/smoke.yaml (a few minutes on 2 CPU cores) and configs/compose/paper.yaml (the
 paper's setting: 11 agents, 24 hours, 16-layer ~1M proxies) are instances of it; any key can be
-overridden on the command line, e.g. `search.n_agents=4 proxy.tokens=100000`.
+overridden on the command line, e.g. `search.n_agents=4 proxy.tokens=100000`. Evaluations run as
+worker processes here (`search.executor=local`) or as SLURM jobs (`search.executor=slurm`, with the
+`slurm:` block: partition, gpus_per_node, time_min, ...; docs/slurm.md).
 """
 
 from __future__ import annotations
@@ -10,12 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.executor import EXECUTORS
 from agents.search import SearchConfig
 from aira.config import ConfigError
 from compose.ladder import LadderConfig
 from compose.proxy import ProxyConfig
 from compose.space import SearchSpace
 from compose.task import PROXY_METRICS, DataConfig
+
+
+@dataclass
+class ComposeSearchConfig(SearchConfig):
+    executor: str = "local"  # where evaluations run: local (worker processes) | slurm (jobs; the slurm: block)
 
 
 @dataclass
@@ -31,10 +39,17 @@ class ComposeConfig:
     data: DataConfig = field(default_factory=DataConfig)  # text proxy: corpus
     mad: dict[str, Any] = field(default_factory=dict)  # MAD proxy: compose.mad.MADConfig fields
     ladder: LadderConfig = field(default_factory=LadderConfig)  # ladder proxy: widths, target compute
-    search: SearchConfig = field(default_factory=SearchConfig)
+    # tabular proxy (compose/tabular.py): {table: NAME or CSV path, budget: steps or null (the largest),
+    # seed_noise: true (one measured seed per evaluation) | false (the seed mean), noise_seed: 0}
+    tabular: dict[str, Any] = field(default_factory=dict)
+    search: ComposeSearchConfig = field(default_factory=ComposeSearchConfig)
+    slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
     def check(self) -> ComposeConfig:
+        if self.search.executor not in EXECUTORS:
+            raise ConfigError(f"search.executor: unknown executor {self.search.executor!r}; choose one of "
+                              f"{', '.join(EXECUTORS)}")
         if self.kind not in PROXY_METRICS:
             raise ConfigError(f"kind: unknown proxy task {self.kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         unknown = [p for p in self.space.allowed if p not in self.space.primitives]
@@ -60,9 +75,29 @@ class ComposeConfig:
             raise ConfigError(f"space: {e} (check min_count, max_count and max_params)") from None
         if self.kind in ("text", "ladder"):
             self.proxy.check()
+        if self.kind == "tabular":
+            self._check_tabular()
         if self.kind == "ladder" and len(set(self.ladder.widths)) < 2:
             raise ConfigError(f"ladder.widths: needs at least two different widths, got {self.ladder.widths}")
         return self
+
+    def _check_tabular(self) -> None:
+        from compose.tabular import load
+
+        unknown = set(self.tabular) - {"table", "budget", "seed_noise", "noise_seed"}
+        if unknown or "table" not in self.tabular:
+            raise ConfigError(f"tabular: needs `table` (a shipped name or a CSV path); known keys: table, budget, "
+                              f"seed_noise, noise_seed{f'; unknown: {sorted(unknown)}' if unknown else ''}")
+        table = load(str(self.tabular["table"]))  # TableError (a UserError) names what is missing
+        space = table.meta.get("space", {})
+        if space and (space.get("n_layers") != self.space.n_layers
+                      or not set(self.space.allowed) <= set(space.get("primitives", []))):
+            raise ConfigError(f"tabular: table {self.tabular['table']!r} covers {space.get('n_layers')} layers over "
+                              f"{space.get('primitives')}; space is {self.space.n_layers} layers over "
+                              f"{self.space.allowed}")
+        budget = self.tabular.get("budget")
+        if budget is not None and budget not in table.budgets:
+            raise ConfigError(f"tabular.budget: the table has budgets {table.budgets}, not {budget}")
 
     @property
     def metric(self) -> str:

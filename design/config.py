@@ -5,7 +5,9 @@ The task block is lra.config's own LRAConfig, resolved by lra.config.resolve, so
 its candidates with exactly the recipe `aira lra train` would use for the same keys: `lra.model.*` is
 the skeleton around the candidate (n_layers x [candidate, GELU MLP] at d_model, pooling), `lra.train.*`
 the per-candidate training budget, `lra.data.*` the data. `lra.model.n_heads` and `lra.model.spec` do
-not apply (the candidate is the mixer).
+not apply (the candidate is the mixer). Candidates are evaluated by worker processes here
+(`search.executor=local`) or in SLURM jobs (`search.executor=slurm` with the `slurm:` block), in the
+sandbox either way (docs/slurm.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.executor import EXECUTORS
 from agents.search import SearchConfig
 from aira.config import ConfigError
 from lra.config import LRAConfig
@@ -23,6 +26,14 @@ class ValidationConfig:
     max_params_per_layer: int | None = None  # parameter budget of one candidate layer at the task's width
     max_growth_exponent: float | None = None  # e.g. 1.5: time must grow sub-quadratically with length
     time_ratio_vs_attention: float | None = 20.0  # fwd+bwd time at the task's length vs built-in attention
+
+
+@dataclass
+class DesignSearchConfig(SearchConfig):
+    policy: str = "greedy"
+    max_evals: int | None = 20
+    eval_timeout_s: float | None = 1800
+    executor: str = "local"  # where candidates are evaluated: local (worker processes) | slurm (jobs)
 
 
 @dataclass
@@ -40,13 +51,16 @@ class DesignConfig:
     configurable: dict[str, Any] = field(default_factory=dict)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     sandbox: dict[str, Any] = field(default_factory=dict)  # agents.sandbox.SandboxLimits fields
-    search: SearchConfig = field(default_factory=lambda: SearchConfig(policy="greedy", max_evals=20,
-                                                                     eval_timeout_s=1800))
+    search: DesignSearchConfig = field(default_factory=DesignSearchConfig)
+    slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
     def check(self) -> DesignConfig:
         from lra import config as lra_config
 
+        if self.search.executor not in EXECUTORS:
+            raise ConfigError(f"search.executor: unknown executor {self.search.executor!r}; choose one of "
+                              f"{', '.join(EXECUTORS)}")
         self.lra = lra_config.resolve(self.lra)  # unknown task, recipe, data source: LRAError naming it
         from design.recipe import check_bounds
 

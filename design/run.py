@@ -4,6 +4,7 @@ RUN_DIR/config.yaml    the full resolved config (what `resume` reads back)
 RUN_DIR/journal.db     every candidate: source, idea, validation report, metrics or failure
 RUN_DIR/labels/        labels of the scored splits (never readable by a candidate)
 RUN_DIR/jobs/<id>/     each evaluation's job.json, result.json and stderr.log
+RUN_DIR/slurm/         search.executor=slurm: SLURM ids of the evaluations, submitit's scripts and logs
 SANDBOX_ROOT           $TMPDIR/aira-sandbox/<run name>-<hash>: data the candidates may read, their work dirs
 
 RUN_DIR is made mode 0700, so a candidate running as another user cannot read the journal (with the
@@ -39,7 +40,12 @@ def new_run_dir(cfg: DesignConfig) -> Path:
 
 def _child_payload(cfg: DesignConfig, seq_len: int) -> dict:
     t, m = cfg.lra.train, cfg.lra.model
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.search.n_workers)
+    if cfg.threads:
+        threads = cfg.threads
+    elif cfg.search.executor == "slurm":  # a job's own cores
+        threads = int(cfg.slurm.get("cpus_per_task", 1))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // cfg.search.n_workers)
     return {"task": cfg.lra.task, "seq_len": seq_len, "threads": threads, "train_budget_s": cfg.train_budget_s,
             "skeleton": {"n_layers": m.n_layers, "d_model": m.d_model, "mlp_hidden": m.mlp_hidden,
                          "pooling": m.pooling},
@@ -56,13 +62,20 @@ def _child_payload(cfg: DesignConfig, seq_len: int) -> dict:
 
 def open_search(cfg: DesignConfig, run_dir: Path, on_event: Callable[[str, Node], None] | None = None,
                 executor=None) -> Search:
-    """The coordinator over RUN_DIR; config first (so the run can be resumed), then the staged data."""
+    """The coordinator over RUN_DIR; config first (so the run can be resumed), then the staged data.
+
+    Without `executor`, the one `search.executor` names (local worker processes, or SLURM jobs with
+    the config's `slurm:` block)."""
+    from agents.executor import make_executor
     from aira.config import make_run_dir, save_config, to_dict
     from design.evaluate import make_sandbox_root, sandbox_root, stage_data
 
     cfg.check()
     make_run_dir(run_dir).chmod(0o700)
     save_config(cfg, run_dir / CONFIG_FILE)
+    if executor is None:
+        options = dict(cfg.slurm) if cfg.search.executor == "slurm" else {}
+        executor = make_executor(cfg.search.executor, run_dir, cfg.search, **options)
     root = make_sandbox_root(sandbox_root(run_dir))
     info = stage_data(cfg.lra, run_dir, root)
     llm = None
@@ -80,17 +93,17 @@ def open_search(cfg: DesignConfig, run_dir: Path, on_event: Callable[[str, Node]
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DesignConfig:
-    """The config a run was started with, plus overrides of its budgets (search.* keys) only."""
+    """The config a run was started with, plus overrides of its budgets and executor (search.*, slurm.*) only."""
     from aira.config import load_config
 
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a design run directory (no {CONFIG_FILE})")
-    bad = [o for o in overrides if not o.startswith("search.")]
+    bad = [o for o in overrides if not o.startswith(("search.", "slurm."))]
     if bad:
         raise ConfigError(f"a resumed run keeps its task, skeleton and budget (or its results would not "
-                          f"compare); only search.* budgets can change, not {', '.join(bad)}")
+                          f"compare); only search.* budgets can change (and the slurm.* block), not {', '.join(bad)}")
     cfg = load_config(DesignConfig, path, overrides)
     cfg.run_dir = str(run_dir)
     return cfg

@@ -119,3 +119,58 @@ def test_resubmitting_a_job_stops_the_worker_a_dead_coordinator_left_running(tmp
     assert out["j"].value["y"] == 25
     first._running.clear()
     second.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- by name, GPUs
+
+
+def devices(payload):
+    """Job function (run in a worker): the GPUs this worker was given, after a pause so that workers overlap."""
+    time.sleep(payload.get("s", 0.0))
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_each_worker_sees_one_gpu_of_several(tmp_path, env, reuse):
+    ex = LocalExecutor(tmp_path, max_workers=2, env=env, reuse_workers=reuse, gpus=["0", "1"])
+    for i in range(4):
+        ex.submit(f"j{i}", "tests.agents.test_executor:devices", {"s": 0.5})
+    out = drain(ex)
+    seen = [out[f"j{i}"].value for i in range(4)]
+    assert set(seen) == {"0", "1"}  # never both workers on one GPU, never all GPUs in one worker
+    assert seen[0] != seen[1]  # the two that ran together
+    ex.shutdown()
+
+
+def test_one_gpu_or_none_leaves_the_environment_alone(tmp_path, env):
+    for gpus in ([], ["3"]):
+        ex = LocalExecutor(tmp_path, max_workers=2, env={**env, "CUDA_VISIBLE_DEVICES": "7,8"}, gpus=gpus)
+        assert ex.slot_env(1)["CUDA_VISIBLE_DEVICES"] == "7,8"
+
+
+def test_visible_gpus_reads_cuda_visible_devices_as_cuda_does(monkeypatch):
+    from agents.executor import visible_gpus
+
+    for value, want in [("0,1,2", ["0", "1", "2"]), ("2, 5", ["2", "5"]), ("", []), ("-1", []),
+                        ("1,-1,2", ["1"]), ("GPU-abc,GPU-def", ["GPU-abc", "GPU-def"])]:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        assert visible_gpus() == want, value
+
+
+def test_executors_are_chosen_by_name_and_agents_never_import_slurm(tmp_path):
+    import subprocess
+    import sys
+
+    from agents.executor import Executor, make_executor
+    from agents.search import SearchConfig
+    from aira.errors import UserError
+
+    ex = make_executor("local", tmp_path, SearchConfig(n_workers=3, eval_timeout_s=9, memory_mb=512))
+    assert isinstance(ex, LocalExecutor) and isinstance(ex, Executor)
+    assert (ex.max_workers, ex.timeout_s, ex.memory_mb) == (3, 9, 512)
+    with pytest.raises(UserError, match="unknown executor 'slurmm'; choose one of local, slurm"):
+        make_executor("slurmm", tmp_path, SearchConfig())
+    code = ("import sys, agents.executor, agents.search, compose.run, design.run; "
+            "print([m for m in sys.modules if m == 'slurm' or m.startswith(('slurm.', 'submitit'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
