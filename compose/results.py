@@ -19,7 +19,8 @@ from aira.errors import UserError
 
 # The proxy task kinds and the metric (lower is better) each ranks by. Kept here, torch-free, so that
 # reading a journal never imports the task (and torch); compose.task uses the same table.
-PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error", "ladder": "pred_bpb"}
+# tabular: a score looked up in a table of a whole space (compose/tabular.py), the table's own metric.
+PROXY_METRICS = {"text": "val_bpb", "mad": "mad_error", "ladder": "pred_bpb", "tabular": "table_score"}
 
 
 class RunError(UserError):

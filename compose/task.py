@@ -48,7 +48,7 @@ class ComposeTask:
 
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
                  kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
-                 ladder: dict[str, Any] | None = None):
+                 ladder: dict[str, Any] | None = None, tabular: dict[str, Any] | None = None):
         if kind not in PROXY_METRICS:
             raise UserError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
@@ -58,6 +58,7 @@ class ComposeTask:
         self.data = data
         self.mad = dict(mad or {})  # compose.mad.MADConfig fields, for kind == "mad"
         self.ladder = dict(ladder or {})  # compose.ladder.LadderConfig fields, for kind == "ladder"
+        self.tabular = dict(tabular or {})  # compose.tabular: table, budget, seed_noise, noise_seed (kind == "tabular")
         self.max_mutations = max_mutations
         self.llm = llm  # compose.llm_ops.LLMProposer writes the proposals; None = the built-in operators
 
@@ -133,6 +134,14 @@ class ComposeTask:
         return self.space.sample(rng), "re-drafted: repair failed"
 
     def job_payload(self, node: Node) -> dict[str, Any]:
+        if self.kind == "tabular":
+            import hashlib
+
+            # Which measured seed this evaluation gets: fixed by (noise_seed, node, pattern), so a
+            # resumed or replayed search sees the same draws and a different noise_seed other ones.
+            tag = f"{self.tabular.get('noise_seed', 0)}/{node.seq}/{'-'.join(node.payload['pattern'])}"
+            draw = int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16)
+            return {"kind": "tabular", "pattern": node.payload["pattern"], "tabular": self.tabular, "draw": draw}
         if self.kind == "mad":
             return {"kind": "mad", "spec": node.payload["spec"], "mad": self.mad}
         payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": self.proxy,
@@ -144,7 +153,7 @@ class ComposeTask:
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
         if self.metric not in value:
             raise KeyError(f"the worker's result has no {self.metric!r}")
-        if self.kind == "mad":
+        if self.kind in ("mad", "tabular"):
             return dict(value)
         keep = ("val_bpb", "val_loss", "test_bpb", "test_loss", "params", "flops_per_token", "tokens",
                 "tokens_per_s", "train_s", "wall_s", "peak_mem_bytes", "loss_curve",
@@ -157,6 +166,10 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: train the proxy of one candidate and return its metrics."""
     from models.spec import ArchSpec
 
+    if payload.get("kind") == "tabular":
+        from compose.tabular import evaluate_tabular
+
+        return evaluate_tabular(payload)
     if payload.get("kind", "text") == "mad":
         from compose.mad import MADConfig, evaluate_mad
 

@@ -110,6 +110,9 @@ class MADConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's current setting
     dtype: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA and on CPUs with native bf16
+    # Also score val and test after these many steps of the same run (a lower fidelity read off the
+    # learning curve, as multi-fidelity search uses it): acc@S/<task>, mad_error@S, ... in the results.
+    eval_steps: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.check()
@@ -144,10 +147,15 @@ class MADConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             problems.append(f"seed: must be an integer >= 0, got {self.seed!r}")
         problems += runtime.problems(str(self.device), self.dtype, self.threads)
+        if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in self.eval_steps):
+            problems.append(f"eval_steps: must be positive step counts, got {self.eval_steps!r}")
         if problems:
             raise MADError("invalid MAD config:\n  - " + "\n  - ".join(problems))
         for name in self.tasks:
-            self.resolve(name)
+            steps = self.resolve(name)[1].total_steps()
+            late = [s for s in self.eval_steps if s > steps]
+            if late:
+                raise MADError(f"invalid MAD config:\n  - eval_steps: {late} past {name}'s {steps} training steps")
         return self
 
     def resolve(self, name: str) -> tuple[Any, TrainSettings]:

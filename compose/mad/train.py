@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -128,21 +129,36 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
     task_spec = spec.replace(vocab_size=task_cfg.vocab_size, max_seq_len=task_cfg.seq_len)
     torch.manual_seed(cfg.seed)
     model = MADModel(task_spec, task.readout).to(device)
+    at: dict[int, dict[str, float]] = {}  # intermediate fidelities: step -> val / test accuracy then
+
+    def score(step: int) -> None:
+        if step in cfg.eval_steps and step < budget.total_steps():
+            at[step] = {"val_acc": accuracy(model, x_val, y_val, 4 * budget.batch_size, dtype),
+                        "test_acc": accuracy(model, x_test, y_test, 4 * budget.batch_size, dtype)}
+            model.train()
+
     t0 = time.perf_counter()
-    loss = train(model, x_train, y_train, budget, cfg, device, dtype, label=f"{name} (spec {spec.hash()})")
+    loss = train(model, x_train, y_train, budget, cfg, device, dtype, label=f"{name} (spec {spec.hash()})",
+                 after_step=score if cfg.eval_steps else None)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
-    return {
+    out = {
         "val_acc": accuracy(model, x_val, y_val, 4 * budget.batch_size, dtype),
         "test_acc": accuracy(model, x_test, y_test, 4 * budget.batch_size, dtype),
         "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s,
     }
+    at[budget.total_steps()] = {"val_acc": out["val_acc"], "test_acc": out["test_acc"]}
+    out["at"] = at
+    return out
 
 
 def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: TrainSettings, cfg: MADConfig,
-          device: torch.device, dtype: str, label: str) -> float:
-    """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss."""
+          device: torch.device, dtype: str, label: str, after_step: Callable[[int], None] | None = None) -> float:
+    """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss.
+
+    `after_step(n)` is called after the n-th optimizer step (n from 1), e.g. to score a lower fidelity.
+    """
     opt = torch.optim.AdamW(param_groups(model, budget.weight_decay), lr=budget.lr, fused=device.type == "cuda")
     steps = budget.total_steps()
     order = torch.Generator().manual_seed(cfg.seed)
@@ -167,6 +183,8 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(step + 1)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise MADError(f"MAD task {label} diverged: final training loss {value}; lower lr (now {budget.lr})")
@@ -201,6 +219,13 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
         out[f"test_acc/{name}"] = r["test_acc"]
         out[f"train_loss/{name}"] = r["train_loss"]
         out[f"steps/{name}"] = r["steps"]
+    for step in cfg.eval_steps:  # the same suite read at a lower fidelity (a task that trained fewer steps: its end)
+        val = [r["at"].get(step, r["at"][r["steps"]])["val_acc"] for r in per_task.values()]
+        test = [r["at"].get(step, r["at"][r["steps"]])["test_acc"] for r in per_task.values()]
+        out[f"mad_acc@{step}"], out[f"test_mad_acc@{step}"] = sum(val) / len(val), sum(test) / len(test)
+        out[f"mad_error@{step}"], out[f"test_mad_error@{step}"] = 1 - sum(val) / len(val), 1 - sum(test) / len(test)
+        for name, r in per_task.items():
+            out[f"acc@{step}/{name}"] = r["at"].get(step, r["at"][r["steps"]])["val_acc"]
     out |= {
         "params": _count_params(spec),
         "flops_per_token": spec_flops_per_token(spec, spec.max_seq_len),

@@ -375,3 +375,22 @@ def test_attention_learns_in_context_recall_and_mlp_only_does_not(record_propert
     no_lookup = evaluate_mad(tiny(["conv", "mlp"]), cfg)
     margin(record_property, "conv_mlp_recall", no_lookup["acc/in_context_recall"], 0.4, higher_is_better=False)
     assert no_lookup["acc/in_context_recall"] < 0.4, no_lookup
+
+
+def test_eval_steps_read_a_lower_fidelity_without_changing_the_run():
+    """Scoring at an intermediate step (multi-fidelity off the learning curve) must not perturb training:
+    the final metrics equal those of the same run without it, and the early read is its own number."""
+    from compose.mad import MADConfig, evaluate_mad
+    from models.spec import ArchSpec
+
+    spec = ArchSpec(pattern=["attn", "mlp"], d_model=16, max_seq_len=64,
+                    primitives={"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "hidden": 32}})
+    base = dict(tasks=["selective_copying", "memorization"], steps=40, n_train=64, n_test=32, device="cpu",
+                dtype="fp32", threads=1)
+    plain = evaluate_mad(spec, MADConfig(**base))
+    read = evaluate_mad(spec, MADConfig(**base, eval_steps=[10]))
+    for key in ("mad_error", "test_mad_error", "acc/selective_copying", "acc/memorization"):
+        assert read[key] == plain[key], key
+    assert 0.0 <= read["mad_error@10"] <= 1.0 and "acc@10/memorization" in read and "test_mad_error@10" in read
+    with pytest.raises(MADError, match="eval_steps: \\[50\\] past"):
+        MADConfig(**base, eval_steps=[50])

@@ -1,0 +1,172 @@
+"""Build (or continue) a tabular benchmark: every pattern of a small space, trained per seed, read at several budgets.
+
+    python bench/tabular_build.py                       # the default table, mad-3x6, resumable
+    python bench/tabular_build.py --workers 2 --limit 50 # 50 more cells, then write the table and stop
+    python bench/tabular_build.py --status               # how far the build is
+
+Each cell (pattern x seed) is one job of the project's worker pool (agents.executor.LocalExecutor,
+one torch thread per worker); its result stays in BUILD_DIR/jobs/<cell>/result.json, so a build that
+is stopped (Ctrl-C, a session's end) continues where it was, and `--limit` builds a part now. Cells
+are built in a fixed pseudo-random order (compose.tabular.build_order), so a partial table is an
+unbiased sample of the space. After every batch the table is rewritten from all finished cells:
+compose/tables/NAME.csv (rows) + NAME.json (space, settings, command, versions, machine, progress).
+
+The default space and budgets (docs/search.md explains the choice and its cost): 6 layers over
+attn / mlp / mamba2 (3^6 = 729 patterns) at d_model 32, the MAD suite's smoke tasks without
+memorization (it saturates at 1.0 for any pattern with a mixer), 300 steps per task read at 100 and
+300, seeds 0 and 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.executor import LocalExecutor
+from compose.tabular import TABLES, build_order, enumerate_space, key, write_rows
+
+PRIMITIVES = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "kind": "swiglu", "hidden": 64},
+              "mamba2": {"type": "mamba2", "d_state": 8, "head_dim": 16, "expand": 2}}
+MAD_TASKS = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_recall", "selective_copying",
+             "compression"]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", default="mad-3x6", help="table name: compose/tables/NAME.csv")
+    p.add_argument("--primitives", default="attn,mlp,mamba2")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--budgets", default="100,300", help="training steps per task at which scores are read")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--tasks", default=",".join(MAD_TASKS))
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="build at most this many new cells, then stop")
+    p.add_argument("--build-dir", default=None, help="job results (default runs/tabular/NAME)")
+    p.add_argument("--out-dir", default=str(TABLES), help="where NAME.csv and NAME.json are written")
+    p.add_argument("--status", action="store_true", help="print progress and exit")
+    return p.parse_args(argv)
+
+
+def cells(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    prims = args.primitives.split(",")
+    patterns = build_order(enumerate_space(prims, args.layers))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    mad = {"tasks": args.tasks.split(","), "preset": "smoke", "device": "cpu", "dtype": "fp32", "threads": 1}
+    out = []
+    for pattern in patterns:  # seed 0 of every pattern first: a partial table covers more patterns
+        for seed in seeds:
+            out.append((f"{key(pattern)}-s{seed}", {
+                "pattern": pattern, "seed": seed, "d_model": args.d_model, "max_seq_len": 128,
+                "primitives": {p: PRIMITIVES[p] for p in prims}, "budgets": [int(b) for b in args.budgets.split(",")],
+                "mad": mad}))
+    by_seed = sorted(out, key=lambda c: c[1]["seed"])  # stable: pattern order kept within a seed
+    return by_seed
+
+
+def finished(executor: LocalExecutor, job_ids: list[str]) -> dict[str, list[dict]]:
+    done = {}
+    for job_id in job_ids:
+        r = executor.finished_result(job_id)
+        if r is not None and r.ok:
+            done[job_id] = r.value
+    return done
+
+
+def from_table(path: Path, job_ids: list[str]) -> dict[str, list[dict]]:
+    """Cells already in a written table (a build continued in a fresh checkout, without its job folder)."""
+    if not path.is_file():
+        return {}
+    from compose.tabular import read_rows
+
+    by_cell: dict[str, list[dict]] = {}
+    for row in read_rows(path):
+        by_cell.setdefault(f"{row['pattern']}-s{row['seed']}", []).append(row)
+    return {c: rows for c, rows in by_cell.items() if c in set(job_ids)}
+
+
+def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done: int, failed: dict) -> Path:
+    import torch
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(out / f"{args.name}.csv", rows)
+    meta = {
+        "metric": "mad_error",
+        "space": {"n_layers": args.layers, "primitives": args.primitives.split(","), "d_model": args.d_model,
+                  "primitive_settings": {p: PRIMITIVES[p] for p in args.primitives.split(",")}},
+        "suite": {"kind": "mad", "preset": "smoke", "tasks": args.tasks.split(","), "budgets_steps":
+                  [int(b) for b in args.budgets.split(",")], "seeds": [int(s) for s in args.seeds.split(",")],
+                  "dtype": "fp32", "threads_per_cell": 1},
+        "progress": {"cells": n_cells, "done": n_done, "failed": len(failed),
+                     "failed_examples": dict(list(failed.items())[:5])},
+        "command": "python bench/tabular_build.py " + " ".join(sys.argv[1:]),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out / f"{args.name}.csv"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    build_dir = Path(args.build_dir or ROOT / "runs" / "tabular" / args.name)
+    todo = cells(args)
+    ids = [c[0] for c in todo]
+    executor = LocalExecutor(build_dir, max_workers=args.workers, timeout_s=1800, reuse_workers=True,
+                             env={"OMP_NUM_THREADS": "1"})
+    done = {**from_table(Path(args.out_dir) / f"{args.name}.csv", ids), **finished(executor, ids)}
+    failed = {}
+    for job_id in ids:
+        r = executor.finished_result(job_id)
+        if r is not None and not r.ok:
+            failed[job_id] = r.error.splitlines()[0] if r.error else "failed"
+    print(f"{args.name}: {len(done)}/{len(ids)} cells done, {len(failed)} failed ({build_dir})")
+    if args.status:
+        return 0
+    pending = [c for c in todo if c[0] not in done and c[0] not in failed][: args.limit]
+    started = time.time()
+    try:
+        queue = list(pending)
+        while queue or executor.busy:
+            while queue and executor.busy < args.workers:
+                job_id, payload = queue.pop(0)
+                executor.submit(job_id, "compose.tabular:build_one", payload)
+            for r in executor.wait(poll_s=0.5):
+                if r.ok:
+                    done[r.job_id] = r.value
+                else:
+                    failed[r.job_id] = (r.error or "failed").splitlines()[0]
+                print(f"  {r.job_id}: {'ok' if r.ok else 'FAILED ' + failed[r.job_id]}  "
+                      f"[{len(done)}/{len(ids)} done, {time.time() - started:.0f}s this run]", flush=True)
+                rows = [row for value in done.values() for row in value]
+                write_table(args, rows, len(ids), len(done), failed)
+    finally:
+        executor.shutdown()
+    rows = [row for value in done.values() for row in value]
+    path = write_table(args, rows, len(ids), len(done), failed)
+    print(f"wrote {path}: {len(done)}/{len(ids)} cells")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Compare search policies on a tabular benchmark: regret curves and evaluations to the top, over many seeds.
+
+    python bench/tabular_compare.py --table mad-3x6 --seeds 100 --evals 150
+    python bench/tabular_compare.py --table path/to/table.csv --policies random,evolutionary --seeds 20
+
+Each (policy, seed) is a real compose search (agents.search.Search, the built-in operators) on the
+tabular proxy: a lookup per evaluation, with one measured training seed drawn per lookup, so the
+policy meets the measured noise. What is scored is what a user would crown: after n evaluations the
+incumbent is the node with the best *observed* score, and its quality is the pattern's seed-mean in
+the table. Reported per policy: regret (incumbent's mean - the best mean in the space) against
+evaluations, with a 95% interval over seeds; evaluations until the incumbent is in the top 1% of the
+space and among the top 10 patterns (median over seeds; a seed that never gets there counts as the
+budget + 1), and those as a ratio to random search. Writes JSON, Markdown and a PNG to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.journal import Journal
+from compose.config import ComposeConfig
+from compose.run import open_search
+from compose.space import SearchSpace
+from compose.tabular import SCORE, key, load
+
+POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe"]
+
+
+def run_one(table_name: str, policy: str, seed: int, evals: int, agents: int, budget: int | None,
+            policy_args: dict | None = None) -> list[tuple[str, float]]:
+    """(pattern key, observed score) of every finished evaluation, in the order they finished."""
+    t = load(table_name)
+    space = t.meta["space"]
+    cfg = ComposeConfig(name="tab", kind="tabular",
+                        space=SearchSpace(n_layers=space["n_layers"], allowed=list(space["primitives"]),
+                                          d_model=space.get("d_model", 32), max_seq_len=128,
+                                          primitives=dict(space.get("primitive_settings", {}))),
+                        tabular={"table": table_name, "budget": budget, "noise_seed": seed})
+    cfg.search.policy, cfg.search.seed, cfg.search.max_evals = policy, seed, evals
+    cfg.search.n_agents, cfg.search.n_workers = agents, agents
+    cfg.search.policy_args = dict(policy_args or {})
+    cfg.search.max_invalid_in_a_row = 1000  # duplicates are invalid proposals; late in a small space there are many
+    with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
+        search = open_search(cfg, Path(d) / "run")
+        search.run()
+        with Journal(Path(d) / "run" / "journal.db") as j:
+            done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
+            return [(key(n.payload["pattern"]), n.metrics[SCORE]) for n in done]
+
+
+def curves(trace: list[tuple[str, float]], mean: dict[str, float], evals: int) -> dict[str, object]:
+    """Regret of the incumbent after each evaluation, and when it first entered the top 1% / top 10."""
+    ranked = sorted(mean.values())
+    best, top1 = ranked[0], ranked[max(0, math.ceil(0.01 * len(ranked)) - 1)]
+    top10 = ranked[min(9, len(ranked) - 1)]
+    regret, inc, first = [], (None, math.inf), {"top1pct": evals + 1, "top10": evals + 1}
+    for i in range(evals):
+        if i < len(trace) and trace[i][1] < inc[1]:
+            inc = trace[i]
+        true = mean.get(inc[0], ranked[-1]) if inc[0] else ranked[-1]
+        regret.append(true - best)
+        if true <= top1 and first["top1pct"] > evals:
+            first["top1pct"] = i + 1
+        if true <= top10 and first["top10"] > evals:
+            first["top10"] = i + 1
+    return {"regret": regret, **first}
+
+
+def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
+    out = {}
+    base = results.get("random")
+    for policy, runs in results.items():
+        regret = list(zip(*(r["regret"] for r in runs)))
+        mean_curve = [statistics.fmean(x) for x in regret]
+        half = [1.96 * statistics.stdev(x) / math.sqrt(len(x)) if len(x) > 1 else 0.0 for x in regret]
+        row = {"seeds": len(runs), "regret_mean": mean_curve, "regret_ci95": half,
+               "final_regret": mean_curve[-1], "final_regret_ci95": half[-1]}
+        for goal in ("top1pct", "top10"):
+            row[f"evals_to_{goal}_median"] = statistics.median(r[goal] for r in runs)
+            row[f"reached_{goal}"] = sum(r[goal] <= evals for r in runs) / len(runs)
+            if base:
+                row[f"evals_to_{goal}_vs_random"] = (row[f"evals_to_{goal}_median"]
+                                                     / statistics.median(r[goal] for r in base))
+        out[policy] = row
+    return out
+
+
+def write(out_dir: Path, summary: dict, meta: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "policies": summary}, indent=1) + "\n")
+    lines = [f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x {meta['evals']} evaluations, "
+             f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean).", "",
+             "| policy | final regret (95% CI) | evals to top 1% (median) | vs random | reached | evals to top 10 "
+             "(median) | vs random | reached |", "|---|---|---|---|---|---|---|---|"]
+    for p, r in summary.items():
+        lines.append(f"| {p} | {r['final_regret']:.4f} ± {r['final_regret_ci95']:.4f} | "
+                     f"{r['evals_to_top1pct_median']:g} | {r.get('evals_to_top1pct_vs_random', float('nan')):.2f} | "
+                     f"{r['reached_top1pct']:.0%} | {r['evals_to_top10_median']:g} | "
+                     f"{r.get('evals_to_top10_vs_random', float('nan')):.2f} | {r['reached_top10']:.0%} |")
+    (out_dir / "compare.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for p, r in summary.items():
+        x = range(1, len(r["regret_mean"]) + 1)
+        lo = [m - h for m, h in zip(r["regret_mean"], r["regret_ci95"])]
+        hi = [m + h for m, h in zip(r["regret_mean"], r["regret_ci95"])]
+        ax.plot(x, r["regret_mean"], label=p)
+        ax.fill_between(x, lo, hi, alpha=0.2)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(f"regret ({meta['metric']})")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title(f"{meta['table']}: incumbent regret, mean and 95% CI over {meta['seeds']} seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "regret.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", default="mad-3x6")
+    p.add_argument("--policies", default=",".join(POLICIES))
+    p.add_argument("--seeds", type=int, default=100)
+    p.add_argument("--evals", type=int, default=150)
+    p.add_argument("--agents", type=int, default=1)
+    p.add_argument("--budget", type=int, default=None, help="the table's budget to search at (default: largest)")
+    p.add_argument("--out", default=str(ROOT / "bench/results/tabular"))
+    args = p.parse_args(argv)
+    table = load(args.table)
+    budget = args.budget or max(table.budgets)
+    mean = table.mean(budget)
+    results: dict[str, list[dict]] = {}
+    start = time.time()
+    for policy in args.policies.split(","):
+        results[policy] = []
+        for seed in range(args.seeds):
+            trace = run_one(args.table, policy, seed, args.evals, args.agents, budget)
+            results[policy].append(curves(trace, mean, args.evals))
+        r = results[policy]
+        print(f"{policy:>13}: final regret {statistics.fmean(x['regret'][-1] for x in r):.4f}, "
+              f"median evals to top 1% {statistics.median(x['top1pct'] for x in r):g} "
+              f"[{time.time() - start:.0f}s]", flush=True)
+    summary = summarise(results, args.evals)
+    meta = {"table": args.table, "budget": budget, "seeds": args.seeds, "evals": args.evals, "agents": args.agents,
+            "metric": table.metric, "patterns": len(mean), "table_progress": table.meta.get("progress")}
+    write(Path(args.out), summary, meta)
+    print((Path(args.out) / "compare.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

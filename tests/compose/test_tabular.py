@@ -1,0 +1,103 @@
+"""Tabular benchmarks: a whole space built once (bench/tabular_build.py), then searched by lookup (kind: tabular)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agents.journal import Journal
+from compose.cli import main
+from compose.tabular import SCORE, build_order, enumerate_space, load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """A real (tiny) table: every 2-layer pattern over attn / mlp / mamba2, two seeds, two budgets."""
+    out = tmp_path_factory.mktemp("tables")
+    cmd = [sys.executable, str(ROOT / "bench/tabular_build.py"), "--name", "tiny", "--layers", "2",
+           "--budgets", "4,8", "--seeds", "0,1", "--tasks", "compression", "--workers", "2",
+           "--out-dir", str(out), "--build-dir", str(out / "build")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out / "tiny.csv"
+
+
+def test_the_table_holds_every_pattern_seed_and_budget(table):
+    t = load(str(table))
+    assert t.budgets == [4, 8]
+    assert sorted(t.patterns()) == sorted("-".join(p) for p in enumerate_space(["attn", "mlp", "mamba2"], 2))
+    for rows in t.rows.values():
+        assert sorted(r["seed"] for r in rows) == [0, 1]
+        assert all(0.0 <= r["mad_error"] <= 1.0 for r in rows)
+    assert t.meta["space"]["n_layers"] == 2 and t.meta["progress"]["done"] == 18
+    assert "bench/tabular_build.py" in t.meta["command"] and t.meta["versions"]["torch"]
+
+
+def test_a_build_continues_from_the_written_table_without_its_job_folder(table, tmp_path):
+    """A fresh checkout has the table but not runs/: the finished cells are not trained again."""
+    cmd = [sys.executable, str(ROOT / "bench/tabular_build.py"), "--name", "tiny", "--layers", "2",
+           "--budgets", "4,8", "--seeds", "0,1", "--tasks", "compression", "--out-dir", str(table.parent),
+           "--build-dir", str(tmp_path / "fresh"), "--status"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert "18/18 cells done" in r.stdout
+
+
+def test_build_order_is_a_fixed_permutation():
+    space = enumerate_space(["a", "b", "c"], 3)
+    order = build_order(space)
+    assert len(space) == 27 and sorted(map(tuple, order)) == sorted(map(tuple, space))
+    assert order == build_order(space) and order != space
+
+
+def _config(tmp_path: Path, table: Path, **tabular) -> Path:
+    cfg = {"name": "tab", "kind": "tabular",
+           "space": {"n_layers": 2, "allowed": ["attn", "mlp", "mamba2"], "d_model": 32, "max_seq_len": 128},
+           "tabular": {"table": str(table), **tabular},
+           "search": {"policy": "evolutionary", "policy_args": {"individuals_per_generation": 3}, "n_agents": 2,
+                      "n_workers": 2, "max_evals": 8, "reuse_workers": True, "seed": 0}}
+    path = tmp_path / "tab.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_tabular_search_scores_by_lookup_with_the_measured_seed_noise(table, tmp_path, capsys):
+    t = load(str(table))
+    run = tmp_path / "run"
+    assert main(["search", str(_config(tmp_path, table)), f"run_dir={run}"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+    assert len(done) == 8
+    for n in done:
+        measured = {r["mad_error"] for r in t.rows[("-".join(n.payload["pattern"]), 8)]}
+        assert n.metrics[SCORE] in measured  # one measured seed's value, not a model of the noise
+        assert n.metrics["budget"] == 8 and f"test_{SCORE}" in n.metrics
+    assert main(["leaderboard", str(run)]) == 0
+    assert SCORE in capsys.readouterr().out
+
+
+def test_seed_noise_off_gives_the_seed_mean_and_the_budget_picks_the_fidelity(table, tmp_path):
+    t = load(str(table))
+    run = tmp_path / "run"
+    assert main(["search", str(_config(tmp_path, table, seed_noise=False, budget=4)), f"run_dir={run}",
+                 "search.max_evals=4"]) == 0
+    mean = t.mean(budget=4)
+    with Journal(run / "journal.db") as j:
+        for n in j.nodes("done"):
+            assert n.metrics[SCORE] == pytest.approx(mean["-".join(n.payload["pattern"])])
+            assert n.metrics["budget"] == 4
+
+
+def test_tabular_config_errors_name_what_to_change(table, tmp_path, capsys):
+    cfg = _config(tmp_path, table)
+    assert main(["search", str(cfg), "tabular.table=no-such-table"]) == 2
+    assert "no table 'no-such-table'" in capsys.readouterr().err
+    assert main(["search", str(cfg), "space.n_layers=3"]) == 2
+    assert "covers 2 layers" in capsys.readouterr().err
+    assert main(["search", str(cfg), "tabular.budget=7"]) == 2
+    assert "has budgets [4, 8], not 7" in capsys.readouterr().err
