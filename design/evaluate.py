@@ -5,6 +5,7 @@ splits, none of which a candidate may read; SANDBOX_ROOT holds what it may read 
 with labels, the scored splits' inputs without) and one working directory per candidate.
 
     RUN_DIR/labels/<split>.pt        labels of val and test (read here only)
+    RUN_DIR/staged/                  a copy of SANDBOX_ROOT/data, for workers on other machines
     SANDBOX_ROOT/data/train.pt       inputs + labels the candidate trains on
     SANDBOX_ROOT/data/<split>.pt     inputs of each scored split, no labels
     SANDBOX_ROOT/work/<node id>/     candidate.py, payload.json, result.json, output tails
@@ -80,7 +81,26 @@ def stage_data(lra_cfg, run_dir: Path, sandbox_root: Path) -> dict[str, Any]:
         f.chmod(0o644)
     data.chmod(0o755)
     info_path.write_text(json.dumps(info))
+    # A copy inside RUN_DIR, for workers on other machines (SLURM nodes with a node-local $TMPDIR):
+    # RUN_DIR is on the shared filesystem, the sandbox root may not be (ensure_staged).
+    shutil.copytree(data, run_dir / "staged", dirs_exist_ok=True)
     return info
+
+
+def ensure_staged(run_dir: Path, root: Path) -> None:
+    """Give this machine's sandbox root the run's staged inputs when it lacks them (another node's job)."""
+    if (root / "data" / "data.json").is_file() or not (run_dir / "staged").is_dir():
+        return
+    make_sandbox_root(root)
+    tmp = root / f"data.{os.getpid()}.tmp"  # copy then rename: concurrent jobs on one node never see half a copy
+    shutil.copytree(run_dir / "staged", tmp, dirs_exist_ok=True)
+    for f in tmp.iterdir():
+        f.chmod(0o644)
+    tmp.chmod(0o755)
+    try:
+        tmp.rename(root / "data")
+    except OSError:  # another job on this node got there first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_sandbox_root(path: Path) -> Path:
@@ -126,6 +146,7 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     job_dir = Path(os.environ[JOB_DIR_ENV])
     run_dir = job_dir.parents[1]
     root = sandbox_root(run_dir)
+    ensure_staged(run_dir, root)
     work = root / "work" / job_dir.name
     shutil.rmtree(work, ignore_errors=True)  # a re-run after a resume starts clean
     work.mkdir(parents=True)

@@ -85,3 +85,17 @@ def test_a_registered_mechanism_is_searched_by_compose(run, tmp_path, capsys):
     with Journal(tmp_path / "compose" / "journal.db") as j:
         (node,) = j.nodes("done")
         assert "found_mixer" in node.payload["pattern"]
+
+
+def test_a_worker_on_another_machine_stages_its_own_copy_of_the_inputs(run, tmp_path):
+    """On a SLURM node with its own $TMPDIR the sandbox root is empty: the worker copies RUN_DIR/staged there."""
+    from design.evaluate import ensure_staged, sandbox_root
+
+    assert sorted(p.name for p in (run / "staged").iterdir()) == ["data.json", "test.pt", "train.pt", "val.pt"]
+    other_node = tmp_path / "node-tmp" / "aira-sandbox" / "x"
+    ensure_staged(run, other_node)
+    here = sandbox_root(run) / "data"
+    for name in ("data.json", "train.pt", "val.pt", "test.pt"):
+        assert (other_node / "data" / name).read_bytes() == (here / name).read_bytes()
+    assert not any(p.name.startswith("data.") for p in other_node.iterdir())  # no temporary copy left behind
+    assert stat.S_IMODE(other_node.stat().st_mode) == 0o711  # traversable, not listable, as on the first machine
