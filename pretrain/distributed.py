@@ -1,13 +1,15 @@
 """Rank, world size and the DeepSpeed accelerator, read from the environment only.
 
 torchrun and the deepspeed launcher set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT;
-under SLURM (srun) the SLURM_* variables stand in for them; a plain `python -m pretrain` is a world of
-one on a free local port. Training code never asks which launcher started it.
+under SLURM (srun) the SLURM_* variables stand in for them (rank 0's node and a port from the job id
+as the rendezvous; slurm/pretrain.py's scripts export the same); a plain `python -m pretrain` is a
+world of one on a free local port. Training code never asks which launcher started it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -29,12 +31,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list, as `scontrol show hostnames` gives it: 'gpu[03-04]' -> 'gpu03'."""
+    depth, end = 0, len(nodelist)
+    for i, c in enumerate(nodelist):  # the first entry: up to the first comma outside brackets
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            end = i
+            break
+    # Each bracket group contributes its first value, zero padding kept ('[03-04,7]' -> '03').
+    return re.sub(r"\[([^],-]*)[^]]*\]", r"\1", nodelist[:end])
+
+
+def slurm_rendezvous() -> dict[str, str]:
+    """MASTER_ADDR / MASTER_PORT for the tasks of an srun step: rank 0's node and a port fixed by the job id.
+
+    srun places task 0 on the first node of the step (block distribution, SLURM's default); the port is
+    20000 + job id mod 10000, below Linux's ephemeral range, the same on every node and in every attempt
+    of a requeued job, and different for jobs that share a node.
+    """
+    out = {}
+    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+    if nodes:
+        out["MASTER_ADDR"] = first_host(nodes)
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if job.isdigit():
+        out["MASTER_PORT"] = str(20000 + int(job) % 10000)
+    return out
+
+
 def setup_env() -> DistEnv:
     """Fill RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* from SLURM or single-process defaults when unset."""
     slurm = {"RANK": "SLURM_PROCID", "WORLD_SIZE": "SLURM_NTASKS", "LOCAL_RANK": "SLURM_LOCALID"}
-    if "RANK" not in os.environ and all(v in os.environ for v in slurm.values()):
+    # Only the tasks of an srun step (SLURM_STEP_ID set): a batch script itself also sees SLURM_NTASKS of
+    # the whole job, and a plain `python -m pretrain` there is one process, not rank 0 of many.
+    in_step = "SLURM_STEP_ID" in os.environ and all(v in os.environ for v in slurm.values())
+    if "RANK" not in os.environ and in_step:
         for k, v in slurm.items():
             os.environ[k] = os.environ[v]
+        for k, v in slurm_rendezvous().items():  # an sbatch script that exported them wins
+            os.environ.setdefault(k, v)
     defaults = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
     for k, v in defaults.items():
         os.environ.setdefault(k, v)

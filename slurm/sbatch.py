@@ -25,7 +25,8 @@ class BatchJob:
     commands: list[str]
     log_dir: Path
     array: str | None = None  # e.g. "0-15%4": 16 elements, at most 4 at once
-    dependency: list[str] = field(default_factory=list)  # job ids this one waits for (afterok)
+    dependency: list[str] = field(default_factory=list)  # job ids this one waits for
+    dependency_type: str = "afterok"  # afterany: also after failed ones (a gather step after a sweep)
     signal: str | None = None  # e.g. "USR1@120": SIGUSR1 two minutes before the time limit
     requeue: bool = False
     env: dict[str, str] = field(default_factory=dict)  # exported before the commands
@@ -37,7 +38,7 @@ class BatchJob:
         if self.array:
             lines.append(f"#SBATCH --array={self.array}")
         if self.dependency:
-            lines.append(f"#SBATCH --dependency=afterok:{':'.join(self.dependency)}")
+            lines.append(f"#SBATCH --dependency={self.dependency_type}:{':'.join(self.dependency)}")
         if self.signal:
             lines.append(f"#SBATCH --signal={self.signal}")
         lines.append("#SBATCH --requeue" if self.requeue else "#SBATCH --no-requeue")
@@ -56,8 +57,13 @@ class BatchJob:
 
 def submit(script: Path, env: dict[str, str] | None = None) -> str:
     """sbatch SCRIPT; the job id (for arrays, the array's id)."""
-    r = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})})
+    try:
+        r = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})}, check=False)
+    except FileNotFoundError:
+        raise UserError(f"sbatch is not installed here: submit from a SLURM login node, or start a local cluster "
+                        f"(`python -m slurm.local start DIR`, then the export it prints); {script} is written "
+                        "and can be submitted by hand") from None
     if r.returncode != 0:
         raise UserError(f"sbatch {script} failed (exit {r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
     return r.stdout.strip().split(";")[0]  # "ID" or "ID;cluster"

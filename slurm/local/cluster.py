@@ -130,6 +130,9 @@ SchedulerParameters=sched_interval=1
 # Finished jobs stay in scontrol for 10 minutes: the only record of them without slurmdbd.
 MinJobAge=600
 MaxArraySize=10001
+# Job ids start at a random point: clusters side by side on one host then rarely share an id, nor the
+# rendezvous port derived from it (slurm/pretrain.py: 20000 + id mod 10000).
+FirstJobId={secrets.randbelow(90000) + 10000}
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
