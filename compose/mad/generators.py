@@ -350,7 +350,7 @@ def memorization_map(vocab_size: int, kv_seed: int = 12345) -> tuple[int, ...]:
     values = [(v,) for v in range(n_keys, vocab_size - 1)]
     rng.shuffle(keys)
     rng.shuffle(values)
-    value_of = dict((k[0], v[0]) for k, v in zip(keys, values))
+    value_of = {k[0]: v[0] for k, v in zip(keys, values)}
     return tuple(value_of[k] for k in range(n_keys))
 
 
