@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-seeds test-portability bench lint clean
+.PHONY: setup demo test test-slow test-seeds test-portability bench gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,12 @@ test-portability: setup
 
 bench: setup
 	$(BIN)/python bench/primitives.py
+
+# Every CUDA path in one capped run (docs/benchmarks.md, "GPU check"); without a GPU, one line and exit 0.
+# No `setup` prerequisite: a GPU image without the venv runs it with its own python3 (installs are the
+# check's own, capped). OUT=DIR puts the report there; GPU_CHECK_ARGS passes more, e.g. "--budget 600".
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m bench.gpu_check $(if $(OUT),--out $(OUT)) $(GPU_CHECK_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
