@@ -16,6 +16,8 @@ STAGES = {
     "pretrain": ("pretrain.cli", "pretraining at 350M-3B on DeepSpeed (ZeRO 1/2/3), checkpoints, export"),
     "eval": ("eval.cli", "lm-eval downstream scoring and scaling-law fit reports"),
     "lra": ("lra.cli", "Long Range Arena: train any spec as a non-causal classifier, eval, table"),
+    "pipeline": ("pipeline.cli", "search -> extrapolate -> pretrain -> lm-eval -> scaling laws, as jobs, resumable"),
+    "slurm": ("slurm.cli", "SLURM: multi-node pretraining (requeued), eval/LRA sweeps as job arrays, status, cancel"),
 }
 
 
