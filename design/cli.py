@@ -70,7 +70,18 @@ def _print_leaderboard(journal, top: int, show_test: bool) -> None:
         print(row + f"  {n.payload.get('idea', '')[:50]}")
 
 
+def _script(path) -> bool:
+    """A `task: script` config or run directory: the fixed-time training-script task (design/script/)."""
+    from design.script.run import is_script_config
+
+    return is_script_config(path)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if _script(args.config):
+        from design.script.commands import run
+
+        return run(args.config, args.overrides)
     from aira.config import load_config, to_yaml
     from design.config import DesignConfig
     from design.run import new_run_dir
@@ -82,12 +93,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    if _script(args.run_dir):
+        from design.script.commands import resume
+
+        return resume(args.run_dir, args.overrides)
     from design.run import load_run_config
 
     return _run_search(load_run_config(args.run_dir, args.overrides), Path(args.run_dir), resumed=True)
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
+    if _script(args.run_dir):
+        from design.script.commands import leaderboard
+
+        return leaderboard(args.run_dir, args.top, args.test)
     from design.run import open_journal
 
     with open_journal(args.run_dir) as j:
@@ -105,6 +124,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if _script(args.run_dir):
+        from design.script.commands import replay
+
+        return replay(args.run_dir, args.out)
     from agents.replay import ReplayDivergence, replay_run
     from design.run import load_run_config, open_search
 
@@ -124,6 +147,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
+    if _script(args.run_dir):
+        from aira.errors import UserError
+
+        raise UserError(f"register adopts a mechanism; a training-script run's best script is "
+                        f"{args.run_dir}/best_train.py")
     from design.register import register
 
     path = register(args.run_dir, args.node, args.name, args.out)

@@ -63,6 +63,12 @@ def _plot(nodes: list[Node], path: Path) -> Path | None:
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    from design.script.run import is_script_config
+
+    if is_script_config(run_dir):  # a training-script run (task: script) has its own report
+        from design.script.report import write_report as write_script_report
+
+        return write_script_report(run_dir, out_dir)
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
