@@ -19,6 +19,9 @@ from typing import Any
 
 STATUSES = ("pending", "running", "done", "failed", "invalid")
 TERMINAL = ("done", "failed", "invalid")
+# Named, not `*`: a journal that gained `wave` by ALTER TABLE reads the same.
+_SELECT = ("id, seq, parent_ids, operator, agent_id, key, payload, status, metrics, error, "
+           "created_at, started_at, finished_at, wave")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 CREATE INDEX IF NOT EXISTS nodes_status ON nodes(status);
 CREATE INDEX IF NOT EXISTS nodes_key ON nodes(key);
+CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -93,34 +97,48 @@ class Journal:
     # ------------------------------------------------------------------ writes
 
     def add(self, node: Node) -> Node:
+        """Store a new node; sets its `seq` and gives it its payload as a read would return it (JSON form)."""
         if node.status not in STATUSES:
             raise ValueError(f"status {node.status!r} is not one of {', '.join(STATUSES)}")
+        payload = json.dumps(node.payload)
         with self._tx():
+            # Indexed (nodes_seq): a lookup, not a scan, whatever the journal's size.
             node.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes").fetchone()[0]
             self._db.execute(
                 "INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (node.id, node.seq, json.dumps(node.parent_ids), node.operator, node.agent_id, node.key,
-                 json.dumps(node.payload), node.status, json.dumps(node.metrics), node.error,
+                 payload, node.status, json.dumps(node.metrics), node.error,
                  node.created_at, node.started_at, node.finished_at, node.wave))
+        # The stored form, so a coordinator that keeps this object sees what a resumed one reads back.
+        node.payload = json.loads(payload)
         return node
 
     def update(self, node_id: str, **changes: Any) -> Node:
-        """Change fields of a stored node (status, metrics, error, timings)."""
+        """Change fields of a stored node (status, metrics, error, timings); returns the node as stored."""
+        self.change(node_id, **changes)
+        return self.get(node_id)
+
+    def change(self, node_id: str, **changes: Any) -> dict[str, Any]:
+        """`update` without reading the node back: returns `changes` as a read would give them (JSON form),
+        for a writer that keeps its own copy of the node (the coordinator)."""
         allowed = {"status", "metrics", "error", "started_at", "finished_at", "payload", "wave"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"cannot update {sorted(bad)}; updatable: {sorted(allowed)}")
         if "status" in changes and changes["status"] not in STATUSES:
             raise ValueError(f"status {changes['status']!r} is not one of {', '.join(STATUSES)}")
-        cols, vals = [], []
+        cols, vals, stored = [], [], dict(changes)
         for k, v in changes.items():
             cols.append(f"{k} = ?")
-            vals.append(json.dumps(v) if k in ("metrics", "payload") else v)
+            if k in ("metrics", "payload"):
+                v = json.dumps(v)
+                stored[k] = json.loads(v)
+            vals.append(v)
         with self._tx():
             cur = self._db.execute(f"UPDATE nodes SET {', '.join(cols)} WHERE id = ?", (*vals, node_id))
             if cur.rowcount != 1:
                 raise KeyError(f"no node {node_id!r} in {self.path}")
-        return self.get(node_id)
+        return stored
 
     def set_meta(self, name: str, value: Any) -> None:
         with self._tx():
@@ -129,19 +147,30 @@ class Journal:
     # ------------------------------------------------------------------ reads
 
     def get(self, node_id: str) -> Node:
-        row = self._db.execute("SELECT * FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_SELECT} FROM nodes WHERE id = ?", (node_id,)).fetchone()
         if row is None:
             raise KeyError(f"no node {node_id!r} in {self.path}")
         return _node(row)
 
-    def nodes(self, status: str | tuple[str, ...] | None = None) -> list[Node]:
-        """All nodes in insertion order, optionally only those with the given status(es)."""
+    def payload(self, node_id: str) -> dict[str, Any]:
+        """The payload of one node (for a node read with payloads=False)."""
+        row = self._db.execute("SELECT payload FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no node {node_id!r} in {self.path}")
+        return json.loads(row[0])
+
+    def nodes(self, status: str | tuple[str, ...] | None = None, payloads: bool = True) -> list[Node]:
+        """All nodes in insertion order, optionally only those with the given status(es).
+
+        payloads=False leaves every payload in SQLite (the node's payload is UNLOADED, `payload(id)`
+        reads it): a coordinator's index of 100k nodes then holds no code or specs."""
+        columns = _SELECT if payloads else _SELECT.replace("payload", "NULL")
         if status is None:
-            rows = self._db.execute("SELECT * FROM nodes ORDER BY seq")
+            rows = self._db.execute(f"SELECT {columns} FROM nodes ORDER BY seq")
         else:
             wanted = (status,) if isinstance(status, str) else tuple(status)
             marks = ",".join("?" * len(wanted))
-            rows = self._db.execute(f"SELECT * FROM nodes WHERE status IN ({marks}) ORDER BY seq", wanted)
+            rows = self._db.execute(f"SELECT {columns} FROM nodes WHERE status IN ({marks}) ORDER BY seq", wanted)
         return [_node(r) for r in rows]
 
     def unfinished(self) -> list[Node]:
@@ -152,7 +181,7 @@ class Journal:
         return self._db.execute("SELECT 1 FROM nodes WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
 
     def by_key(self, key: str) -> list[Node]:
-        return [_node(r) for r in self._db.execute("SELECT * FROM nodes WHERE key = ? ORDER BY seq", (key,))]
+        return [_node(r) for r in self._db.execute(f"SELECT {_SELECT} FROM nodes WHERE key = ? ORDER BY seq", (key,))]
 
     def best(self, metric: str, minimize: bool = True, n: int = 1) -> list[Node]:
         """The n finished nodes with the best value of `metric`."""
@@ -188,11 +217,32 @@ class _Transaction:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+class _Unloaded:
+    """A payload left in SQLite (Journal.nodes(payloads=False)). Reading it is a bug, and says so, rather
+    than passing for an empty payload: whoever needs payloads reads them with Journal.payload(id)."""
+
+    def _refuse(self, *args: object) -> Any:
+        raise RuntimeError("this node was read without its payload (Journal.nodes(payloads=False)); read it with "
+                           "Journal.payload(node.id), or give the policy `reads_payloads = True`")
+
+    __getitem__ = __contains__ = __iter__ = __len__ = get = keys = items = values = _refuse
+
+    def __repr__(self) -> str:
+        return "UNLOADED"
+
+    def __reduce__(self) -> str:
+        return "UNLOADED"  # copies and pickles stay the one sentinel (`payload is UNLOADED` holds)
+
+
+UNLOADED: Any = _Unloaded()
+
+
 def _node(row: tuple) -> Node:
     (id_, seq, parents, op, agent, key, payload, status, metrics, error, created, started, finished, wave) = row
     return Node(id=id_, seq=seq, parent_ids=json.loads(parents), operator=op, agent_id=agent, key=key,
-                payload=json.loads(payload), status=status, metrics=json.loads(metrics), error=error,
-                created_at=created, started_at=started, finished_at=finished, wave=wave)
+                payload=UNLOADED if payload is None else json.loads(payload), status=status,
+                metrics=json.loads(metrics), error=error, created_at=created, started_at=started,
+                finished_at=finished, wave=wave)
 
 
 def as_dict(node: Node) -> dict[str, Any]:

@@ -12,10 +12,13 @@ per-position consensus) — aira-dojo's analyze step, which reads results across
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
-from collections.abc import Callable
+from collections import ChainMap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 from agents.journal import Node
 from aira.errors import UserError
@@ -38,12 +41,35 @@ def _score(node: Node, metric: str) -> float | None:
     return float(v) if node.status == "done" and isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def _debug_depth(node: Node, by_id: dict[str, Node]) -> int:
+def _rank(pair: tuple[float, Node]) -> tuple[float, int]:
+    return pair[0], pair[1].seq
+
+
+def _debug_depth(node: Node, by_id: dict[str, Node] | ChainMap) -> int:
     depth = 0
     while node.operator == "debug" and node.parent_ids and node.parent_ids[0] in by_id:
         depth += 1
         node = by_id[node.parent_ids[0]]
     return depth
+
+
+@dataclass
+class _Seen:
+    """What a policy derived from the finished head of its agent's node list, kept between calls: the
+    coordinator hands an agent the same nodes again plus its new ones, so a call costs the new nodes,
+    not the agent's whole history (a list compare at C speed aside). Finished nodes never change."""
+
+    nodes: list[Node] = field(default_factory=list)
+    scored: list[tuple[float, Node]] = field(default_factory=list)  # best first
+    by_id: dict[str, Node] = field(default_factory=dict)
+    broken: list[Node] = field(default_factory=list)  # failed or invalid, oldest first, maybe_debug pops them
+    drafts: int = 0
+
+
+def _popping(stack: list[Node]) -> Iterator[Node]:
+    """The items of `stack` from the last, each removed as it is handed out."""
+    while stack:
+        yield stack.pop()
 
 
 class Policy:
@@ -62,6 +88,7 @@ class Policy:
         self.analyze_every = analyze_every  # every n-th step is `analyze` over the best nodes; 0 = never
         self.analyze_top = analyze_top
         self._debugged: set[str] = set()
+        self._seen = _Seen()
 
     def maybe_analyze(self, nodes: list[Node]) -> Action | None:
         """`analyze`: study the agent's best nodes together and propose from what they share."""
@@ -74,21 +101,54 @@ class Policy:
         raise NotImplementedError
 
     def scored(self, nodes: list[Node]) -> list[tuple[float, Node]]:
-        """(score, node) for finished nodes with a metric, best first."""
-        pairs = [(s, n) for n in nodes if (s := _score(n, self.metric)) is not None]
-        return sorted(pairs, key=lambda p: (p[0], p[1].seq))
+        """(score, node) for finished nodes with a metric, best first (ties: the older first)."""
+        rest = self._absorb(nodes)
+        pairs = list(self._seen.scored)
+        for n in rest:
+            if (s := _score(n, self.metric)) is not None:
+                bisect.insort(pairs, (s, n), key=_rank)  # after equal keys: the order a stable sort gives
+        return pairs
+
+    def drafts(self, nodes: list[Node]) -> int:
+        """How many of `nodes` are drafts."""
+        rest = self._absorb(nodes)  # first: it may start the cache over
+        return self._seen.drafts + sum(1 for n in rest if n.operator == "draft")
 
     def maybe_debug(self, nodes: list[Node], rng: random.Random) -> Action | None:
         """Debug the newest broken node that has not been debugged and is not too deep."""
-        by_id = {n.id: n for n in nodes}
+        rest = self._absorb(nodes)
+        by_id = ChainMap({n.id: n for n in rest}, self._seen.by_id) if rest else self._seen.by_id
         # Nodes that already have a debug child were handled, in this process or before a resume.
-        self._debugged.update(n.parent_ids[0] for n in nodes if n.operator == "debug" and n.parent_ids)
-        for n in reversed(nodes):
-            if n.status in ("failed", "invalid") and n.id not in self._debugged:
+        self._debugged.update(n.parent_ids[0] for n in rest if n.operator == "debug" and n.parent_ids)
+        # Newest first; each broken node is looked at once (then it is in _debugged), chosen or not.
+        broken = self._seen.broken
+        for n in chain((n for n in reversed(rest) if n.status in ("failed", "invalid")), _popping(broken)):
+            if n.id not in self._debugged:
                 self._debugged.add(n.id)
                 if _debug_depth(n, by_id) < self.max_debug_depth and rng.random() < self.debug_prob:
                     return Action("debug", [n])
         return None
+
+    def _absorb(self, nodes: list[Node]) -> list[Node]:
+        """Bring the cache of finished nodes up to date with `nodes`; returns the nodes it does not hold
+        (from the first unfinished one on: their status may still change)."""
+        seen = self._seen
+        if nodes[: len(seen.nodes)] != seen.nodes:  # not the list seen last time plus new nodes: start over
+            seen = self._seen = _Seen()
+        i = len(seen.nodes)
+        while i < len(nodes) and nodes[i].finished:
+            n = nodes[i]
+            seen.nodes.append(n)
+            seen.by_id[n.id] = n
+            if (s := _score(n, self.metric)) is not None:
+                bisect.insort(seen.scored, (s, n), key=_rank)
+            if n.operator == "debug" and n.parent_ids:
+                self._debugged.add(n.parent_ids[0])
+            if n.status in ("failed", "invalid"):
+                seen.broken.append(n)
+            seen.drafts += n.operator == "draft"
+            i += 1
+        return nodes[i:]
 
 
 class RandomPolicy(Policy):
@@ -124,8 +184,7 @@ class GreedyPolicy(Policy):
         self.num_drafts = num_drafts
 
     def next(self, nodes, rng):
-        drafts = sum(1 for n in nodes if n.operator == "draft")
-        if drafts < self.num_drafts:
+        if self.drafts(nodes) < self.num_drafts:
             return Action("draft")
         if (dbg := self.maybe_debug(nodes, rng)) is not None:
             return dbg
@@ -230,6 +289,7 @@ def _tpe(metric: str, **kw) -> Policy:
 
 
 _tpe.needs_param_space = True  # agents.search passes the task's param_space() (TPEPolicy's argument)
+_tpe.reads_payloads = True  # its trials are the nodes' payload["params"]: agents.search keeps payloads in memory
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     **{p.name: p for p in (RandomPolicy, OneShotPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)},

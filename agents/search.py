@@ -11,11 +11,20 @@ stored in the journal for the final ranking but stripped from every node a polic
 Resume: nodes that were proposed but not finished are re-submitted, unless their worker left a
 result on disk while the coordinator was down, which is recorded as is. So a killed search resumed
 with the same run directory loses no finished evaluation and repeats none.
+
+Scale: the coordinator reads the journal once, when `run()` starts (or resumes), into an index kept
+in memory and updated on each of its writes (each agent's nodes in order, its budget counters, the
+dedup keys, the leaderboard), so a round's work does not grow with the journal
+(bench/coordinator_scale.py). The index holds no payloads: they stay in SQLite and are read for the few
+nodes an operator is handed (parents, leaderboard). A design payload is a candidate's source and a
+compose spec takes ~5 KB as Python objects, so 100k of them in memory would cost about half a gigabyte.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 import random
 import re
 import time
@@ -26,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents.executor import JobResult, LocalExecutor
+from agents.executor import Executor, JobResult, LocalExecutor
 from agents.hidden import strip_hidden
-from agents.journal import Journal, Node
+from agents.journal import UNLOADED, Journal, Node
 from agents.policies import POLICIES, Action, make_policy
 from aira.errors import UserError
 
@@ -103,6 +112,7 @@ class SearchConfig:
     eval_timeout_s: float | None = 1800
     memory_mb: int | None = None
     reuse_workers: bool = False  # a worker process serves many jobs (trusted payloads only: it skips start-up)
+    executor: str = "local"  # where evaluations run: agents.executor.EXECUTORS (local worker processes | slurm jobs)
     seed: int = 0
     leaderboard_size: int = 10  # top nodes handed to operators in Action.context
 
@@ -112,7 +122,7 @@ class Search:
     executor runs them, and this process alone writes the journal (`run()` until a budget is spent)."""
 
     def __init__(self, run_dir: str | Path, task: Task, cfg: SearchConfig,
-                 executor: LocalExecutor | None = None,
+                 executor: Executor | None = None,
                  on_event: Callable[[str, Node], None] | None = None):
         self.run_dir = Path(run_dir)
         self.task = task
@@ -122,45 +132,45 @@ class Search:
                                                   reuse_workers=cfg.reuse_workers)
         self.agents = [f"agent-{i}" for i in range(cfg.n_agents)]
         policy_args = dict(cfg.policy_args)
-        if getattr(POLICIES.get(cfg.policy), "needs_param_space", False):  # model-based policies (tpe)
+        factory = POLICIES.get(cfg.policy)
+        if getattr(factory, "needs_param_space", False):  # model-based policies (tpe)
             if not hasattr(task, "param_space"):
                 raise UserError(f"policy {cfg.policy!r} needs a task with param_space(); choose another policy")
             policy_args["param_space"] = task.param_space()
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
-        self.in_flight: dict[str, str] = {}  # node id -> agent id
+        # A policy that reads payloads (tpe: each node's point) gets them in the index; others get UNLOADED.
+        self._keep_payloads = getattr(factory, "reads_payloads", False) or any(
+            getattr(p, "reads_payloads", False) for p in self.policies.values())
+        self.in_flight: dict[str, _Flight] = {}  # node id -> the node being evaluated
         self.on_event = on_event or (lambda kind, node: None)
         self._elapsed_before, self._started, self._wave = 0.0, 0.0, 0
+        self._index: _Index | None = None  # read from the journal by run() (or the first evaluations())
 
     # ------------------------------------------------------------------ budget
 
     def evaluations(self, agent: str | None = None) -> int:
-        return sum(1 for n in self.journal.nodes(("done", "failed")) if agent is None or n.agent_id == agent)
+        """Finished evaluations (done + failed), of one agent or of all."""
+        index = self._index or self._load()
+        if agent is not None:
+            return index.agents[agent].evaluations if agent in index.agents else 0
+        return sum(a.evaluations for a in index.agents.values())
 
-    def _by_agent(self) -> dict[str, list[Node]]:
-        """Every agent's nodes in order, from one read of the journal."""
-        mine: dict[str, list[Node]] = {a: [] for a in self.agents}
-        for n in self.journal.nodes():
-            mine.setdefault(n.agent_id, []).append(n)
-        return mine
-
-    def _agent_can_propose(self, agent: str, mine: list[Node]) -> bool:
-        c = self.cfg
-        if c.max_evals_per_agent is not None and sum(n.status in ("done", "failed") for n in mine) \
-                + sum(1 for a in self.in_flight.values() if a == agent) >= c.max_evals_per_agent:
+    def _agent_can_propose(self, agent: str) -> bool:
+        c, mine = self.cfg, self._index.agents[agent]
+        proposed = len(mine.nodes)
+        if c.max_evals_per_agent is not None and mine.evaluations + mine.in_flight >= c.max_evals_per_agent:
             return False
-        if c.max_proposals_per_agent is not None and len(mine) >= c.max_proposals_per_agent:
+        if c.max_proposals_per_agent is not None and proposed >= c.max_proposals_per_agent:
             return False
         own = getattr(self.policies[agent], "max_proposals", None)  # e.g. one_shot: one draft, then done
-        if own is not None and len(mine) >= own:
+        if own is not None and proposed >= own:
             return False
         caps = getattr(self.executor, "proposal_caps", None)  # a replay: as many proposals as the original
-        if caps is not None and len(mine) >= caps.get(agent, 0):
+        if caps is not None and proposed >= caps.get(agent, 0):
             return False
-        if c.eval_seconds_per_agent is not None and sum(
-                n.metrics.get("eval_s", 0.0) for n in mine if n.status in ("done", "failed")) >= c.eval_seconds_per_agent:
+        if c.eval_seconds_per_agent is not None and mine.eval_s >= c.eval_seconds_per_agent:
             return False
-        tail = mine[-c.max_invalid_in_a_row:]
-        return not (len(tail) == c.max_invalid_in_a_row and all(n.status == "invalid" for n in tail))
+        return mine.invalid_run < c.max_invalid_in_a_row
 
     def elapsed(self) -> float:
         """Wall clock spent by this search so far, earlier (resumed) invocations included."""
@@ -180,7 +190,7 @@ class Search:
     def run(self) -> Journal:
         self._elapsed_before = float(self.journal.meta("elapsed_s", 0.0))
         self._started = time.time()
-        self._wave = max((n.wave or 0 for n in self.journal.nodes()), default=0)
+        self._load()
         # Proposals of one round run in threads (LLM calls wait on the network, not the CPU).
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.agents)), thread_name_prefix="propose")
         self._resume()
@@ -213,24 +223,41 @@ class Search:
     def _time_left(self) -> float | None:
         return None if self.cfg.time_limit_s is None else max(0.0, self.cfg.time_limit_s - self.elapsed())
 
+    def _load(self) -> _Index:
+        """The index from one read of the journal, when run() starts (afresh or resuming); every write of
+        this coordinator keeps it current from then on."""
+        index = self._index = _Index({a: _Agent() for a in self.agents}, Leaderboard(self.task.metric,
+                                                                                     self.cfg.leaderboard_size))
+        for node in self.journal.nodes(payloads=self._keep_payloads):
+            node.metrics = strip_hidden(node.metrics)  # a fresh object: made visible in place, as _lean would
+            index.add(node)
+            if node.status == "done":
+                index.board.offer(node)  # payload still UNLOADED: read below for the few that stay
+        index.board.rows = [(v, s, self._with_payload(n)) for v, s, n in index.board.rows]
+        self._wave = max((n.wave or 0 for a in index.agents.values() for n in a.nodes), default=0)
+        self.in_flight = {}
+        return index
+
     def _resume(self) -> None:
         self._wave += 1  # results that finished while the coordinator was down are recorded together
-        for node in self.journal.unfinished():
+        unfinished = sorted(((n.seq, i, n) for a in self._index.agents.values() for i, n in enumerate(a.nodes)
+                             if n.status in ("pending", "running")), key=lambda t: t[0])
+        for _, pos, lean in unfinished:
+            node = self.journal.get(lean.id)  # with its payload: job_payload reads it
             result = self.executor.finished_result(node.id)
-            self.in_flight[node.id] = node.agent_id
+            self._fly(node, pos)
             if result is not None:
                 self._record(result)
             else:
-                self._submit(node)
+                self._submit(node, pos)
 
     def _idle_agents(self) -> list[str]:
         """Agents that may propose now, in order, no more than the evaluation budget has room for."""
-        by_agent = self._by_agent()
-        evaluated = sum(n.status in ("done", "failed") for nodes in by_agent.values() for n in nodes)
+        evaluated = self.evaluations()
         if not self._budget_left(evaluated):
             return []
-        busy = set(self.in_flight.values())
-        idle = [a for a in self.agents if a not in busy and self._agent_can_propose(a, by_agent[a])]
+        agents = self._index.agents
+        idle = [a for a in self.agents if not agents[a].in_flight and self._agent_can_propose(a)]
         if self.cfg.max_evals is not None:
             idle = idle[: self.cfg.max_evals - evaluated - len(self.in_flight)]
         return idle
@@ -241,18 +268,16 @@ class Search:
         Only the proposing runs in threads; choices, journal writes and submissions stay in this thread
         and in agent order, so the journal does not depend on which reply came back first.
         """
-        # Nothing is written until every agent has chosen, so one read of the journal serves the round.
-        by_agent = self._by_agent()
-        shared = {"evaluations": sum(n.status in ("done", "failed") for ns in by_agent.values() for n in ns),
-                  "max_evals": self.cfg.max_evals,
-                  "leaderboard": [visible(n) for n in self.journal.best(self.task.metric,
-                                                                        n=self.cfg.leaderboard_size)]}
+        # Nothing is written until every agent has chosen: the index as it is now serves the whole round.
+        shared = {"evaluations": self.evaluations(), "max_evals": self.cfg.max_evals,
+                  "leaderboard": self._index.board.nodes()}
         plans = []
         for agent in agents:
-            mine = [visible(n) for n in by_agent[agent]]
+            mine = list(self._index.agents[agent].nodes)  # visible already; a copy the policy may keep
             # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
             rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
             action = self.policies[agent].next(mine, rng)
+            action.parents = [self._with_payload(p) for p in action.parents]  # what the operator reads
             # What an operator may show an agent besides the parents: the shared leaderboard and budget.
             action.context = {"agent": agent, "step": len(mine), **shared}
             plans.append((agent, action, rng))
@@ -272,34 +297,137 @@ class Search:
 
     def _commit(self, agent: str, action: Action, prop: Proposal) -> None:
         node = Node(action.operator, agent, prop.payload, [p.id for p in action.parents], key=prop.key)
-        if not prop.error and prop.key is not None and self.journal.has_key(prop.key):
-            prop.error = f"duplicate of node #{self.journal.by_key(prop.key)[0].seq} (same {prop.key})"
+        first = self._index.keys.get(prop.key) if prop.key is not None else None
+        if not prop.error and first is not None:
+            prop.error = f"duplicate of node #{first} (same {prop.key})"
         if prop.error:
             node.status, node.error, node.key = "invalid", prop.error, None
-            self.journal.add(node)
-            self.on_event("invalid", node)
-            return
         self.journal.add(node)
-        self._submit(node)
+        pos = self._index.add(self._lean(node))
+        if node.status == "invalid":
+            self.on_event("invalid", node)
+        else:
+            self._submit(node, pos)
 
-    def _submit(self, node: Node) -> None:
+    def _submit(self, node: Node, pos: int) -> None:
         self.executor.submit(node.id, self.task.target, self.task.job_payload(node))
-        self.journal.update(node.id, status="running", started_at=time.time())
-        self.in_flight[node.id] = node.agent_id
-        self.on_event("running", self.journal.get(node.id))
+        node = dataclasses.replace(node, **self.journal.change(node.id, status="running", started_at=time.time()))
+        self._fly(node, pos)
+        self._index.agents[node.agent_id].put(pos, self._lean(node))
+        self.on_event("running", node)
+
+    def _fly(self, node: Node, pos: int) -> None:
+        if node.id not in self.in_flight:
+            self._index.agents[node.agent_id].in_flight += 1
+        self.in_flight[node.id] = _Flight(node, pos)
 
     def _record(self, result: JobResult) -> None:
-        self.in_flight.pop(result.job_id, None)
+        flight = self.in_flight.pop(result.job_id, None)
+        if flight is not None:
+            self._index.agents[flight.node.agent_id].in_flight -= 1
         spent = {"eval_s": result.wall_s}  # the worker's own time: per-agent time budgets count this
+        change = dict(finished_at=time.time(), wave=self._wave)
         if result.ok:
             try:
-                node = self.journal.update(result.job_id, status="done", finished_at=time.time(), wave=self._wave,
-                                           metrics={**self.task.metrics(result.value), **spent})
+                stored = self.journal.change(result.job_id, status="done", **change,
+                                             metrics={**self.task.metrics(result.value), **spent})
             except Exception as e:  # noqa: BLE001  (malformed result from a worker)
-                node = self.journal.update(result.job_id, status="failed", finished_at=time.time(), wave=self._wave,
-                                           metrics=spent, error=f"result could not be read: {type(e).__name__}: {e}")
+                stored = self.journal.change(result.job_id, status="failed", **change, metrics=spent,
+                                             error=f"result could not be read: {type(e).__name__}: {e}")
         else:
-            node = self.journal.update(result.job_id, status="failed", error=result.error, finished_at=time.time(),
-                                       wave=self._wave, metrics=spent)
+            stored = self.journal.change(result.job_id, status="failed", error=result.error, **change, metrics=spent)
+        if flight is None:  # a result for a job that was not in flight (rare): find its node
+            node = self.journal.get(result.job_id)
+            mine = self._index.agents[node.agent_id].nodes
+            flight = _Flight(node, next(i for i, n in enumerate(mine) if n.id == node.id))
+        node = dataclasses.replace(flight.node, **stored)
+        self._index.agents[node.agent_id].put(flight.pos, self._lean(node))
+        if node.status == "done":
+            self._index.board.offer(node)
         self.journal.set_meta("elapsed_s", self.elapsed())  # a kill -9 keeps the wall clock spent so far
         self.on_event(node.status, node)
+
+    def _lean(self, node: Node) -> Node:
+        """The node as the index keeps it: visible, and without its payload unless a policy reads payloads."""
+        if self._keep_payloads:
+            return visible(node)
+        return dataclasses.replace(node, metrics=strip_hidden(node.metrics), payload=UNLOADED)
+
+    def _with_payload(self, node: Node) -> Node:
+        """`node` with its payload read back from the journal, for an operator (parents, leaderboard)."""
+        if node.payload is not UNLOADED:
+            return node
+        try:
+            return dataclasses.replace(node, payload=self.journal.payload(node.id))
+        except KeyError:
+            return node  # not a journal node (a policy made it up): nothing to read
+
+
+@dataclass
+class _Flight:
+    node: Node  # as journalled, payload and hidden metrics included (on_event and the leaderboard get it)
+    pos: int  # its place in its agent's list in the index
+
+
+@dataclass
+class _Agent:
+    """One agent in the index: its nodes in order (as its policy sees them) and the counters its budgets read."""
+
+    nodes: list[Node] = field(default_factory=list)
+    evaluations: int = 0  # done + failed
+    eval_s: float = 0.0  # its workers' time on them
+    invalid_run: int = 0  # invalid proposals at the end of `nodes` (invalid is final, so a count suffices)
+    in_flight: int = 0
+
+    def put(self, pos: int, node: Node) -> None:
+        """Replace the node at `pos` with a newer state of it (a status change)."""
+        self.count(self.nodes[pos], -1)
+        self.nodes[pos] = node
+        self.count(node, +1)
+
+    def count(self, node: Node, sign: int) -> None:
+        if node.status in ("done", "failed"):
+            self.evaluations += sign
+            self.eval_s += sign * node.metrics.get("eval_s", 0.0)
+
+
+@dataclass
+class _Index:
+    """The coordinator's in-memory view of its journal, updated on each write, so a round costs the same
+    at 100 nodes and at 100k (bench/coordinator_scale.py)."""
+
+    agents: dict[str, _Agent]
+    board: Leaderboard
+    keys: dict[str, int] = field(default_factory=dict)  # dedup key -> seq of the first node with it
+
+    def add(self, node: Node) -> int:
+        """Index a new node, as Search._lean made it, at the end of its agent's list (the journal's order);
+        returns its position there."""
+        mine = self.agents.setdefault(node.agent_id, _Agent())
+        mine.nodes.append(node)
+        mine.count(node, +1)
+        mine.invalid_run = mine.invalid_run + 1 if node.status == "invalid" else 0
+        if node.key is not None:
+            self.keys.setdefault(node.key, node.seq)
+        return len(mine.nodes) - 1
+
+
+class Leaderboard:
+    """The `size` best finished nodes by `metric` (lower first, ties by seq: Journal.best's order), kept
+    sorted as results arrive, hidden metrics stripped. A NaN is no score (it would not sort)."""
+
+    def __init__(self, metric: str, size: int):
+        self.metric, self.size = metric, size
+        self.rows: list[tuple[float, int, Node]] = []  # (value, seq, node)
+
+    def offer(self, node: Node) -> None:
+        v = node.metrics.get(self.metric)
+        if node.status != "done" or not isinstance(v, (int, float)) or math.isnan(v) or self.size <= 0:
+            return
+        if len(self.rows) >= self.size and (v, node.seq) >= self.rows[-1][:2]:
+            return
+        bisect.insort(self.rows, (v, node.seq, visible(node)), key=lambda r: r[:2])  # operators see these
+        del self.rows[self.size:]
+
+    def nodes(self) -> list[Node]:
+        return [n for _, _, n in self.rows]

@@ -22,11 +22,6 @@ from compose.task import PROXY_METRICS, DataConfig
 
 
 @dataclass
-class ComposeSearchConfig(SearchConfig):
-    executor: str = "local"  # where evaluations run: local (worker processes) | slurm (jobs; the slurm: block)
-
-
-@dataclass
 class ComposeConfig:
     name: str = "compose"
     out_dir: str = "runs/compose"  # a new run goes to out_dir/<name>-<timestamp> unless run_dir is set
@@ -42,7 +37,7 @@ class ComposeConfig:
     # tabular proxy (compose/tabular.py): {table: NAME or CSV path, budget: steps or null (the largest),
     # seed_noise: true (one measured seed per evaluation) | false (the seed mean), noise_seed: 0}
     tabular: dict[str, Any] = field(default_factory=dict)
-    search: ComposeSearchConfig = field(default_factory=ComposeSearchConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 

@@ -30,10 +30,11 @@ class ValidationConfig:
 
 @dataclass
 class DesignSearchConfig(SearchConfig):
+    """The search block with design's defaults (greedy, 20 candidates, 30 minutes each)."""
+
     policy: str = "greedy"
     max_evals: int | None = 20
     eval_timeout_s: float | None = 1800
-    executor: str = "local"  # where candidates are evaluated: local (worker processes) | slurm (jobs)
 
 
 @dataclass

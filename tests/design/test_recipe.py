@@ -99,7 +99,10 @@ def test_every_shipped_design_config_loads_and_its_bounds_hold_the_fixed_recipe(
     from aira.config import load_config
     from design.config import DesignConfig
 
-    configs = sorted((Path(__file__).resolve().parents[2] / "configs/design").glob("*.yaml"))
+    import yaml
+
+    configs = [p for p in sorted((Path(__file__).resolve().parents[2] / "configs/design").glob("*.yaml"))
+               if yaml.safe_load(p.read_text()).get("task") != "script"]  # part 2's configs are ScriptConfigs
     assert any("configurable" in p.name for p in configs)
     for path in configs:
         cfg = load_config(DesignConfig, path, [])
