@@ -92,7 +92,24 @@ def _run(args: argparse.Namespace) -> int:
     return _run_search(cfg, run_dir, resumed=False)
 
 
+def _autoresearch_run(path) -> bool:
+    """A run directory of `aira design autoresearch` (a user's autoresearch checkout driven by design/autoresearch)."""
+    from design.autoresearch.run import is_autoresearch_run
+
+    return is_autoresearch_run(path)
+
+
+def _autoresearch(args: argparse.Namespace) -> int:
+    from design.autoresearch.cli import main as autoresearch_main
+
+    return autoresearch_main(args.args)
+
+
 def _resume(args: argparse.Namespace) -> int:
+    if _autoresearch_run(args.run_dir):
+        from design.autoresearch.cli import main as autoresearch_main
+
+        return autoresearch_main([args.run_dir, *args.overrides])
     if _script(args.run_dir):
         from design.script.commands import resume
 
@@ -124,6 +141,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if _autoresearch_run(args.run_dir):
+        from design.autoresearch.cli import main as autoresearch_main
+
+        return autoresearch_main(["--replay", args.run_dir, *(["--out", args.out] if args.out else [])])
     if _script(args.run_dir):
         from design.script.commands import replay
 
@@ -194,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the primitive's registered name")
     p.add_argument("--out", help="folder for the file (default models/primitives, where every process finds it)")
     p.set_defaults(run=_register)
+    p = verbs.add_parser("autoresearch", help="drive a karpathy/autoresearch checkout (its train.py, its own command)",
+                         description="aira design autoresearch PATH_TO_CHECKOUT [key=value ...]: "
+                                     "see `python -m design.autoresearch --help` and docs/design.md")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="PATH [key=value ...] [--config FILE] [--replay] [--out DIR]")
+    p.set_defaults(run=_autoresearch)
     return parser
 
 
