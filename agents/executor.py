@@ -209,13 +209,7 @@ class LocalExecutor:
 
     def wait(self, poll_s: float = 0.05, stop_after_s: float | None = None) -> list[JobResult]:
         """Block until at least one job ends, nothing is left to run, or `stop_after_s` has passed."""
-        deadline = None if stop_after_s is None else time.time() + stop_after_s
-        while self._running or self._queue:
-            done = self.poll()
-            if done or (deadline is not None and time.time() >= deadline):
-                return done
-            time.sleep(poll_s)
-        return []
+        return wait_polling(self, poll_s, stop_after_s)
 
     @property
     def busy(self) -> int:
@@ -273,6 +267,18 @@ class LocalExecutor:
         log = open(logs / f"worker-{time.time_ns()}.log", "wb")  # noqa: SIM115 (closed with the worker)
         slot = self._free_slot()
         return self._spawn(["--serve"], log, slot, stdin=subprocess.PIPE), log, slot
+
+
+def wait_polling(executor: Any, poll_s: float, stop_after_s: float | None) -> list[JobResult]:
+    """An executor's wait() from its poll(): results as soon as there are some, [] when nothing is left
+    to run (`busy` is 0) or `stop_after_s` has passed. Shared by the local and the SLURM executor."""
+    deadline = None if stop_after_s is None else time.time() + stop_after_s
+    while executor.busy:
+        done = executor.poll()
+        if done or (deadline is not None and time.time() >= deadline):
+            return done
+        time.sleep(poll_s)
+    return []
 
 
 def _stop_orphan(job_dir: Path) -> None:

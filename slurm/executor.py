@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.executor import JobResult
+from agents.executor import JobResult, wait_polling
 from agents.watchdog import GRACE_S
 from agents.worker import write_json_atomic
 from aira.errors import UserError
@@ -218,13 +218,7 @@ class SlurmExecutor:
 
     def wait(self, poll_s: float = 0.2, stop_after_s: float | None = None) -> list[JobResult]:
         """Block until at least one job ends, nothing is left to run, or `stop_after_s` has passed."""
-        deadline = None if stop_after_s is None else time.time() + stop_after_s
-        while self._live or self._pending:
-            done = self.poll()
-            if done or (deadline is not None and time.time() >= deadline):
-                return done
-            time.sleep(poll_s)
-        return []
+        return wait_polling(self, poll_s, stop_after_s)
 
     @property
     def busy(self) -> int:
