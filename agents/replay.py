@@ -14,6 +14,8 @@ jobs at the resume, which this ordering does not model.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,18 @@ def replay_run(src: Path, out: Path, cfg: Any, open_search) -> tuple[int, list[s
     search.run()
     with Journal(src / "journal.db") as original:
         return len(search.journal.nodes()), compare_journals(original, search.journal)
+
+
+def replay_command(src: Path, out: Path, config: Any, open_search: Callable, read_back: str) -> int:
+    """What every stage's `replay` verb does: replay SRC into OUT, print the verdict, 0 if identical else 1."""
+    print(f"replaying {src} into {out} (offline: {read_back})", flush=True)
+    try:
+        n, diffs = replay_run(src, out, config, open_search)
+    except ReplayDivergence as e:
+        print(f"replay diverged: {e}", file=sys.stderr)
+        return 1
+    if diffs:
+        print("replay differs from the original:\n  " + "\n  ".join(diffs[:10]), file=sys.stderr)
+        return 1
+    print(f"replay reached the same journal: {n} nodes, identical to {src}")
+    return 0

@@ -98,10 +98,10 @@ def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
 def write(out_dir: Path, summary: dict, meta: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "policies": summary}, indent=1) + "\n")
-    lines = [f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x {meta['evals']} evaluations, "
-             f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean).", "",
-             "| policy | final regret (95% CI) | evals to top 1% (median) | vs random | reached | evals to top 10 "
-             "(median) | vs random | reached |", "|---|---|---|---|---|---|---|---|"]
+    lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x {meta['evals']} evaluations, "
+              f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean)."), "",
+             ("| policy | final regret (95% CI) | evals to top 1% (median) | vs random | reached | evals to top 10 "
+              "(median) | vs random | reached |"), "|---|---|---|---|---|---|---|---|"]
     for p, r in summary.items():
         lines.append(f"| {p} | {r['final_regret']:.4f} ± {r['final_regret_ci95']:.4f} | "
                      f"{r['evals_to_top1pct_median']:g} | {r.get('evals_to_top1pct_vs_random', float('nan')):.2f} | "

@@ -173,22 +173,12 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from agents.replay import ReplayDivergence, replay_run
+    from agents.replay import replay_command
     from compose.run import load_run_config, open_search
 
     src = Path(args.run_dir)
     out = Path(args.out) if args.out else src / "replay"
-    print(f"replaying {src} into {out} (offline: evaluations and LLM replies are read back)", flush=True)
-    try:
-        n, diffs = replay_run(src, out, load_run_config(src), open_search)
-    except ReplayDivergence as e:
-        print(f"replay diverged: {e}", file=sys.stderr)
-        return 1
-    if diffs:
-        print("replay differs from the original:\n  " + "\n  ".join(diffs[:10]), file=sys.stderr)
-        return 1
-    print(f"replay reached the same journal: {n} nodes, identical to {src}")
-    return 0
+    return replay_command(src, out, load_run_config(src), open_search, "evaluations and LLM replies are read back")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ class JobState:
 
 
 def _run(cmd: list[str]) -> str | None:
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     return r.stdout if r.returncode == 0 else None
 
 

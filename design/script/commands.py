@@ -98,19 +98,9 @@ def leaderboard(run_dir: str, top: int, test: bool) -> int:
 
 
 def replay(run_dir: str, out: str | None) -> int:
-    from agents.replay import ReplayDivergence, replay_run
+    from agents.replay import replay_command
     from design.script.run import load_run_config, open_run
 
     src = Path(run_dir)
     dst = Path(out) if out else src.parent / f"{src.name}-replay"
-    print(f"replaying {src} into {dst} (offline: evaluations are read back)", flush=True)
-    try:
-        n, diffs = replay_run(src, dst, load_run_config(src), open_run)
-    except ReplayDivergence as e:
-        print(f"replay diverged: {e}", file=sys.stderr)
-        return 1
-    if diffs:
-        print("replay differs from the original:\n  " + "\n  ".join(diffs[:10]), file=sys.stderr)
-        return 1
-    print(f"replay reached the same journal: {n} nodes, identical to {src}")
-    return 0
+    return replay_command(src, dst, load_run_config(src), open_run, "evaluations are read back")

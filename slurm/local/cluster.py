@@ -43,10 +43,10 @@ def install_if_missing() -> str | None:
         return slurm_missing() + "; installing needs root and apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     if r.returncode != 0:  # a stale package index: refresh once, then try again
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     return slurm_missing() if r.returncode == 0 else f"apt-get install failed: {r.stderr.strip()[-500:]}"
 
 
@@ -164,7 +164,7 @@ PartitionName={self.partition} Nodes={node_name} Default=YES MaxTime=INFINITE St
         self._run(["slurmd", "-f", str(self.conf)], env)
         deadline = time.time() + timeout_s
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True)
+            out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, check=False)
             if out.returncode == 0 and out.stdout.strip() in ("idle", "mixed", "allocated"):
                 return self
             time.sleep(0.3)
@@ -173,7 +173,7 @@ PartitionName={self.partition} Nodes={node_name} Default=YES MaxTime=INFINITE St
         raise UserError(f"local SLURM cluster in {r} did not come up in {timeout_s:.0f}s:\n{logs}")
 
     def _run(self, cmd: list[str], env: dict[str, str]) -> None:
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             self.stop()
             raise UserError(f"{cmd[0]} failed to start (exit {r.returncode}): {r.stderr.strip()}\n"
@@ -204,9 +204,9 @@ PartitionName={self.partition} Nodes={node_name} Default=YES MaxTime=INFINITE St
         """Cancel this cluster's jobs, then stop its daemons (slurmd, slurmctld, munged) by their pids."""
         env = {**os.environ, **self.env()}
         if "slurmctld" in self._pids():
-            subprocess.run(["scancel", "--full", "--user", getpass.getuser()], env=env, capture_output=True)
+            subprocess.run(["scancel", "--full", "--user", getpass.getuser()], env=env, capture_output=True, check=False)
             time.sleep(0.5)
-        for name, pid in self._pids().items():
+        for pid in self._pids().values():
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -217,7 +217,7 @@ PartitionName={self.partition} Nodes={node_name} Default=YES MaxTime=INFINITE St
             if Path(f"/proc/{pid}").exists():
                 os.kill(pid, signal.SIGKILL)
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> LocalCluster:  # noqa: PYI034 (start() returns self)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

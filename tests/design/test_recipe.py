@@ -96,10 +96,10 @@ def test_every_shipped_design_config_loads_and_its_bounds_hold_the_fixed_recipe(
     """Paper configs need data and an endpoint to run, but they must parse and check here."""
     from pathlib import Path
 
+    import yaml
+
     from aira.config import load_config
     from design.config import DesignConfig
-
-    import yaml
 
     configs = [p for p in sorted((Path(__file__).resolve().parents[2] / "configs/design").glob("*.yaml"))
                if yaml.safe_load(p.read_text()).get("task") != "script"]  # part 2's configs are ScriptConfigs
