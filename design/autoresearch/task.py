@@ -13,15 +13,10 @@ noise measured is the run-to-run noise the checkout has (kernels, steps done wit
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-from agents.journal import Journal
-from agents.policies import Action
-from agents.search import Proposal
 from design.autoresearch.operators import propose_edit
-from design.code import code_hash
-from design.script.task import ScriptTask, node_key
+from design.script.task import ScriptTask
 
 EXTRA = ("trusted_val_bpb", "trusted_eval_s", "score_source", "peak_vram_mb", "run_log_tail")
 
@@ -34,19 +29,5 @@ class AutoresearchTask(ScriptTask):
         m.update({k: value[k] for k in EXTRA if k in value})
         return m
 
-    def _edit(self, action: Action, rng: random.Random) -> Proposal:
-        # ScriptTask._edit over this package's operator table (autoresearch's constants included)
-        if self.incumbent is None:
-            return Proposal({}, None, "no incumbent yet: the baseline runs have not finished")
-        base = self.incumbent["code"]
-        with Journal(self.journal_path) as j:  # state before this round: the same whichever agent asks first
-            out = propose_edit(self.sources[base], rng, self.operators, self.ctx,
-                               avoid=lambda s: j.has_key(node_key(code_hash(s), 0)))
-        if out is None:
-            return Proposal({}, None, "no built-in edit of the incumbent is left that was not evaluated")
-        source, op, description = out
-        code = code_hash(source)
-        self.sources.setdefault(code, source)
-        payload = self._payload("candidate", code, 0, f"{action.operator}: {description}", parent=base,
-                                edit={"operator": op, "description": description})
-        return Proposal(payload, node_key(code, 0))
+    # ScriptTask's edit of the incumbent, over this package's operator table (autoresearch's constants included)
+    edit_proposer = staticmethod(propose_edit)

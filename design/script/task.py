@@ -39,6 +39,7 @@ def node_key(code: str, seed: int) -> str:
 class ScriptTask:
     target = "design.script.evaluate:evaluate"
     metric = METRIC
+    edit_proposer = staticmethod(propose_edit)  # a subclass with its own operator table swaps it
 
     def __init__(self, baseline: str, settings: dict[str, Any], gate_sigmas: float, journal_path,
                  operators: list[str] | None = None, max_seq_len: int | None = None):
@@ -100,7 +101,7 @@ class ScriptTask:
             return Proposal({}, None, "no incumbent yet: the baseline runs have not finished")
         base = self.incumbent["code"]
         with Journal(self.journal_path) as j:  # state before this round: the same whichever agent asks first
-            out = propose_edit(self.sources[base], rng, self.operators, self.ctx,
+            out = self.edit_proposer(self.sources[base], rng, self.operators, self.ctx,
                                avoid=lambda s: j.has_key(node_key(code_hash(s), 0)))
         if out is None:
             return Proposal({}, None, "no built-in edit of the incumbent is left that was not evaluated")
