@@ -143,6 +143,9 @@ class Search:
             getattr(p, "reads_payloads", False) for p in self.policies.values())
         self.in_flight: dict[str, _Flight] = {}  # node id -> the node being evaluated
         self.on_event = on_event or (lambda kind, node: None)
+        # A task may watch the journal (compose's surrogate learns from finished nodes): observe(node) on
+        # every node when it is journalled and when it finishes, and on every node of a resumed journal.
+        self._observe: Callable[[Node], None] | None = getattr(task, "observe", None)
         self._elapsed_before, self._started, self._wave = 0.0, 0.0, 0
         self._index: _Index | None = None  # read from the journal by run() (or the first evaluations())
 
@@ -228,8 +231,12 @@ class Search:
         this coordinator keeps it current from then on."""
         index = self._index = _Index({a: _Agent() for a in self.agents}, Leaderboard(self.task.metric,
                                                                                      self.cfg.leaderboard_size))
-        for node in self.journal.nodes(payloads=self._keep_payloads):
+        for node in self.journal.nodes(payloads=self._keep_payloads or self._observe is not None):
             node.metrics = strip_hidden(node.metrics)  # a fresh object: made visible in place, as _lean would
+            if self._observe is not None:
+                self._observe(node)
+                if not self._keep_payloads:
+                    node.payload = UNLOADED
             index.add(node)
             if node.status == "done":
                 index.board.offer(node)  # payload still UNLOADED: read below for the few that stay
@@ -303,6 +310,8 @@ class Search:
         if prop.error:
             node.status, node.error, node.key = "invalid", prop.error, None
         self.journal.add(node)
+        if self._observe is not None:
+            self._observe(node)
         pos = self._index.add(self._lean(node))
         if node.status == "invalid":
             self.on_event("invalid", node)
@@ -341,6 +350,8 @@ class Search:
             mine = self._index.agents[node.agent_id].nodes
             flight = _Flight(node, next(i for i, n in enumerate(mine) if n.id == node.id))
         node = dataclasses.replace(flight.node, **stored)
+        if self._observe is not None:
+            self._observe(visible(node))
         self._index.agents[node.agent_id].put(flight.pos, self._lean(node))
         if node.status == "done":
             self._index.board.offer(node)

@@ -8,7 +8,8 @@ Each cell (pattern x seed) is one job of the project's worker pool (agents.execu
 one torch thread per worker); its result stays in BUILD_DIR/jobs/<cell>/result.json, so a build that
 is stopped (Ctrl-C, a session's end) continues where it was, and `--limit` builds a part now. Cells
 are built in a fixed pseudo-random order (compose.tabular.build_order), so a partial table is an
-unbiased sample of the space. After every batch the table is rewritten from all finished cells:
+unbiased sample of the space; every 4th pattern gets all its seeds at once, so it measures the noise
+floor on a sample too. After every batch the table is rewritten from all finished cells:
 compose/tables/NAME.csv (rows) + NAME.json (space, settings, command, versions, machine, progress).
 
 The default space and budgets (docs/search.md explains the choice and its cost): 6 layers over
@@ -35,6 +36,7 @@ from compose.tabular import TABLES, build_order, enumerate_space, key, write_row
 
 PRIMITIVES = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "kind": "swiglu", "hidden": 64},
               "mamba2": {"type": "mamba2", "d_state": 8, "head_dim": 16, "expand": 2}}
+NOISE_EVERY = 4  # every 4th pattern in build order gets all its seeds early (see cells)
 MAD_TASKS = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_recall", "selective_copying",
              "compression"]
 
@@ -61,15 +63,21 @@ def cells(args: argparse.Namespace) -> list[tuple[str, dict]]:
     patterns = build_order(enumerate_space(prims, args.layers))
     seeds = [int(s) for s in args.seeds.split(",")]
     mad = {"tasks": args.tasks.split(","), "preset": "smoke", "device": "cpu", "dtype": "fp32", "threads": 1}
-    out = []
-    for pattern in patterns:  # seed 0 of every pattern first: a partial table covers more patterns
-        for seed in seeds:
-            out.append((f"{key(pattern)}-s{seed}", {
-                "pattern": pattern, "seed": seed, "d_model": args.d_model, "max_seq_len": 128,
-                "primitives": {p: PRIMITIVES[p] for p in prims}, "budgets": [int(b) for b in args.budgets.split(",")],
-                "mad": mad}))
-    by_seed = sorted(out, key=lambda c: c[1]["seed"])  # stable: pattern order kept within a seed
-    return by_seed
+
+    def cell(pattern: list[str], seed: int) -> tuple[str, dict]:
+        return (f"{key(pattern)}-s{seed}", {
+            "pattern": pattern, "seed": seed, "d_model": args.d_model, "max_seq_len": 128,
+            "primitives": {p: PRIMITIVES[p] for p in prims}, "budgets": [int(b) for b in args.budgets.split(",")],
+            "mad": mad})
+
+    # The first seed of every pattern comes first (a partial table covers more patterns), except that
+    # every NOISE_EVERY-th pattern gets all its seeds at once: a partial table then measures the noise
+    # floor on an unbiased sample too, instead of only after the last pattern's first seed.
+    first, rest = [], []
+    for i, pattern in enumerate(patterns):
+        first.append(cell(pattern, seeds[0]))
+        (first if i % NOISE_EVERY == 0 else rest).extend(cell(pattern, s) for s in seeds[1:])
+    return first + sorted(rest, key=lambda c: c[1]["seed"])  # stable: pattern order kept within a seed
 
 
 def finished(executor: LocalExecutor, job_ids: list[str]) -> dict[str, list[dict]]:

@@ -2,6 +2,10 @@
 
     python bench/tabular_compare.py --table mad-3x6 --seeds 100 --evals 150
     python bench/tabular_compare.py --table path/to/table.csv --policies random,evolutionary --seeds 20
+    python bench/tabular_compare.py --policies random,evolutionary,evolutionary+surrogate
+
+A name POLICY+VARIANT runs the policy with what the variant adds: `+surrogate` ranks 8 proposals per
+step by a ridge model of the measured patterns and evaluates the best predicted (compose.surrogate).
 
 Each (policy, seed) is a real compose search (agents.search.Search, the built-in operators) on the
 tabular proxy: a lookup per evaluation, with one measured training seed drawn per lookup, so the
@@ -31,14 +35,33 @@ from agents.journal import Journal
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
+from compose.surrogate import SurrogateConfig
 from compose.tabular import SCORE, key, load
 
-POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe"]
+POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "random+surrogate", "evolutionary+surrogate"]
 
 
-def run_one(table_name: str, policy: str, seed: int, evals: int, agents: int, budget: int | None,
+# Variants: POLICY+VARIANT runs the policy with what the variant adds (e.g. evolutionary+surrogate).
+VARIANTS: dict[str, dict] = {
+    "surrogate": {"surrogate": {"candidates": 8, "min_points": 10}},
+}
+
+
+def split_variant(name: str) -> tuple[str, dict]:
+    """'evolutionary+surrogate' -> ('evolutionary', the config the surrogate variant sets)."""
+    policy, *extras = name.split("+")
+    settings: dict = {}
+    for extra in extras:
+        if extra not in VARIANTS:
+            raise SystemExit(f"unknown variant {extra!r} in {name!r}; known: {', '.join(VARIANTS)}")
+        settings |= VARIANTS[extra]
+    return policy, settings
+
+
+def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None,
             policy_args: dict | None = None) -> list[tuple[str, float]]:
     """(pattern key, observed score) of every finished evaluation, in the order they finished."""
+    policy, variant = split_variant(name)
     t = load(table_name)
     space = t.meta["space"]
     cfg = ComposeConfig(name="tab", kind="tabular",
@@ -49,6 +72,8 @@ def run_one(table_name: str, policy: str, seed: int, evals: int, agents: int, bu
     cfg.search.policy, cfg.search.seed, cfg.search.max_evals = policy, seed, evals
     cfg.search.n_agents, cfg.search.n_workers = agents, agents
     cfg.search.policy_args = dict(policy_args or {})
+    if "surrogate" in variant:
+        cfg.surrogate = SurrogateConfig(**variant["surrogate"])
     cfg.search.max_invalid_in_a_row = 1000  # duplicates are invalid proposals; late in a small space there are many
     with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
         search = open_search(cfg, Path(d) / "run")
@@ -145,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     mean = table.mean(budget)
     results: dict[str, list[dict]] = {}
     start = time.time()
-    for policy in args.policies.split(","):
+    names = args.policies.split(",")
+    for name in names:
+        split_variant(name)  # an unknown variant stops here, not after the policies before it have run
+    for policy in names:
         results[policy] = []
         for seed in range(args.seeds):
             trace = run_one(args.table, policy, seed, args.evals, args.agents, budget)

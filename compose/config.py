@@ -18,6 +18,7 @@ from aira.config import ConfigError
 from compose.ladder import LadderConfig
 from compose.proxy import ProxyConfig
 from compose.space import SearchSpace
+from compose.surrogate import SurrogateConfig
 from compose.task import PROXY_METRICS, DataConfig
 
 
@@ -38,6 +39,8 @@ class ComposeConfig:
     # seed_noise: true (one measured seed per evaluation) | false (the seed mean), noise_seed: 0}
     tabular: dict[str, Any] = field(default_factory=dict)
     search: SearchConfig = field(default_factory=SearchConfig)
+    # compose.surrogate: rank `candidates` proposals per step by a ridge model of the measured patterns
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
@@ -68,6 +71,7 @@ class ComposeConfig:
             sp.sample(random.Random(0))
         except ValueError as e:
             raise ConfigError(f"space: {e} (check min_count, max_count and max_params)") from None
+        self.surrogate.check()
         if self.kind in ("text", "ladder"):
             self.proxy.check()
         if self.kind == "tabular":

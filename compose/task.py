@@ -11,6 +11,7 @@ evaluation for every candidate (AIRA_2's hidden consistent evaluation).
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,10 @@ from aira.errors import UserError
 from compose.mutations import crossover, mutate
 from compose.results import PROXY_METRICS  # proxy task -> the metric it ranks by (lower is better)
 from compose.space import SearchSpace
+from compose.surrogate import PatternSurrogate, SurrogateConfig
 from models.errors import SpecError
+
+RANKED = ("draft", "improve", "crossover")  # operators whose proposals a surrogate ranks
 
 
 @dataclass
@@ -48,7 +52,8 @@ class ComposeTask:
 
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
                  kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
-                 ladder: dict[str, Any] | None = None, tabular: dict[str, Any] | None = None):
+                 ladder: dict[str, Any] | None = None, tabular: dict[str, Any] | None = None,
+                 surrogate: dict[str, Any] | None = None):
         if kind not in PROXY_METRICS:
             raise UserError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
@@ -61,11 +66,52 @@ class ComposeTask:
         self.tabular = dict(tabular or {})  # compose.tabular: table, budget, seed_noise, noise_seed (kind == "tabular")
         self.max_mutations = max_mutations
         self.llm = llm  # compose.llm_ops.LLMProposer writes the proposals; None = the built-in operators
+        # compose.surrogate: rank `candidates` proposals of the built-in operators, evaluate the best predicted
+        self.surrogate_cfg = SurrogateConfig(**(surrogate or {})).check()
+        self.surrogate = PatternSurrogate(space.allowed, self.surrogate_cfg.ridge) if self.surrogate_cfg.on else None
+        self._seen: set[str] = set()  # dedup keys of every proposal the search holds (observe)
+
+    def observe(self, node: Node) -> None:
+        """Called by agents.search for every node it journals and again when it finishes (hidden metrics
+        stripped): the keys it holds, and the measured patterns the surrogate learns from."""
+        if node.key is not None:
+            self._seen.add(node.key)
+        if self.surrogate is None or node.status != "done" or not isinstance(node.payload, dict):
+            return
+        v, pattern = node.metrics.get(self.metric), node.payload.get("pattern")
+        if pattern and isinstance(v, (int, float)) and math.isfinite(v):
+            self.surrogate.observe(pattern, v)
 
     def propose(self, action: Action, rng: random.Random) -> Proposal:
         if self.llm is not None and action.operator != "suggest":
             pattern, plan = self.llm.propose(action, self)
             return self.check(pattern, plan)
+        if self.surrogate is not None and action.operator in RANKED:
+            return self._ranked(action, rng)
+        return self._operator(action, rng)
+
+    def _ranked(self, action: Action, rng: random.Random) -> Proposal:
+        """`candidates` proposals of the action's operator; the best predicted one that is new (compose.surrogate)."""
+        cfg, new, prop = self.surrogate_cfg, [], None
+        for _ in range(cfg.candidates):
+            prop = self._operator(action, rng)
+            if not prop.error and prop.key not in self._seen and all(prop.key != c.key for c in new):
+                new.append(prop)
+        if not new:
+            return prop  # nothing new among them: the search journals it as invalid, the policy debugs it
+        choice = new[0]
+        if len(self.surrogate) >= cfg.min_points:
+            predicted = self.surrogate.predict([c.payload["pattern"] for c in new])
+            best = int(predicted.argmin())
+            choice = new[best]
+            choice.payload["surrogate"] = {"predicted": float(predicted[best]), "candidates": len(new),
+                                           "observed": len(self.surrogate)}
+            choice.payload["plan"] += f"; surrogate: best predicted of {len(new)} new candidates"
+        self._seen.add(choice.key)
+        return choice
+
+    def _operator(self, action: Action, rng: random.Random) -> Proposal:
+        """One proposal of the built-in operator the action names."""
         allowed = self.space.allowed
         parents = [n.payload.get("pattern") for n in action.parents]
         if action.operator == "debug" and not parents[0]:  # its operator crashed before writing a pattern
