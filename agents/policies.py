@@ -28,7 +28,7 @@ from aira.errors import UserError
 class Action:
     """What a policy tells an agent to do next: an operator (draft, improve, ...) applied to parent nodes."""
 
-    operator: str  # draft | improve | debug | crossover | analyze | suggest
+    operator: str  # draft | improve | debug | crossover | analyze | suggest | promote
     parents: list[Node] = field(default_factory=list)
     # `suggest` only: a point chosen by a model-based policy (e.g. TPE) in the task's parameter space.
     params: dict | None = None
@@ -278,6 +278,51 @@ class MCTSPolicy(Policy):
             parent = max(kids, key=lambda k: _uct(*stats(k), visits, self.uct_c))
 
 
+class SuccessiveHalvingPolicy(Policy):
+    """ASHA (Li et al., 2020): asynchronous successive halving over the task's fidelities (rungs).
+
+    New candidates are evaluated at the lowest rung (what the `base` policy proposes: random drafts by
+    default, or any other policy, which then sees only rung-0 results). Whenever the best 1/`eta` of a
+    rung holds a node not yet promoted, the next step promotes it instead: `promote` re-evaluates the
+    same candidate at the next rung (a longer training; the task decides what a rung costs). Higher
+    rungs are served first, so good candidates climb while the rest stop early. Rungs are told apart
+    without payloads: a node's rung is how many `promote` steps lead to it (`rungs` comes from the
+    task's fidelities(), as param_space does for tpe).
+    """
+
+    name = "asha"
+
+    def __init__(self, metric: str, rungs: int = 2, eta: int = 3, base: str = "random",
+                 base_args: dict | None = None, **kw):
+        super().__init__(metric, **kw)
+        if not isinstance(eta, int) or eta < 2:
+            raise UserError(f"asha: eta must be an integer >= 2, got {eta!r}")
+        if base in ("asha", "tpe"):
+            raise UserError(f"asha: base {base!r} is not supported; choose a policy that drafts and improves")
+        self.rungs, self.eta = rungs, eta
+        self.base = make_policy(base, metric, **(base_args or {}))
+
+    def next(self, nodes, rng):
+        rung = rungs_of(nodes)
+        promoted = {n.parent_ids[0] for n in nodes if n.operator == "promote" and n.parent_ids}
+        scored = self.scored(nodes)
+        for r in reversed(range(self.rungs - 1)):
+            at = [n for _, n in scored if rung[n.id] == r]  # best first
+            for n in at[: len(at) // self.eta]:
+                if n.id not in promoted:
+                    return Action("promote", [n])
+        return self.base.next([n for n in nodes if rung[n.id] == 0], rng)
+
+
+def rungs_of(nodes: list[Node]) -> dict[str, int]:
+    """Each node's rung: 0, or one more than its parent's for a `promote` step (parents come first)."""
+    rung: dict[str, int] = {}
+    for n in nodes:
+        up = n.operator == "promote" and n.parent_ids and n.parent_ids[0] in rung
+        rung[n.id] = rung[n.parent_ids[0]] + 1 if up else 0
+    return rung
+
+
 def _uct(total: float, count: int, parent_visits: int, c: float) -> float:
     return total / count + c * math.sqrt(math.log(max(parent_visits, 1)) / count)
 
@@ -291,8 +336,11 @@ def _tpe(metric: str, **kw) -> Policy:
 _tpe.needs_param_space = True  # agents.search passes the task's param_space() (TPEPolicy's argument)
 _tpe.reads_payloads = True  # its trials are the nodes' payload["params"]: agents.search keeps payloads in memory
 
+SuccessiveHalvingPolicy.needs_fidelities = True  # agents.search passes rungs=len(task.fidelities())
+
 POLICIES: dict[str, Callable[..., Policy]] = {
-    **{p.name: p for p in (RandomPolicy, OneShotPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy)},
+    **{p.name: p for p in (RandomPolicy, OneShotPolicy, GreedyPolicy, EvolutionaryPolicy, MCTSPolicy,
+                           SuccessiveHalvingPolicy)},
     "tpe": _tpe,
 }
 

@@ -137,6 +137,10 @@ class Search:
             if not hasattr(task, "param_space"):
                 raise UserError(f"policy {cfg.policy!r} needs a task with param_space(); choose another policy")
             policy_args["param_space"] = task.param_space()
+        if getattr(factory, "needs_fidelities", False):  # multi-fidelity policies (asha)
+            if not hasattr(task, "fidelities"):
+                raise UserError(f"policy {cfg.policy!r} needs a task with fidelities(); choose another policy")
+            policy_args["rungs"] = len(task.fidelities())
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         # A policy that reads payloads (tpe: each node's point) gets them in the index; others get UNLOADED.
         self._keep_payloads = getattr(factory, "reads_payloads", False) or any(

@@ -6,13 +6,15 @@
 
 A name POLICY+VARIANT runs the policy with what the variant adds: `+surrogate` ranks 8 proposals per
 step by a ridge model of the measured patterns and evaluates the best predicted (compose.surrogate).
+`asha` (successive halving) searches over all the table's budgets as rungs.
 
 Each (policy, seed) is a real compose search (agents.search.Search, the built-in operators) on the
 tabular proxy: a lookup per evaluation, with one measured training seed drawn per lookup, so the
-policy meets the measured noise. What is scored is what a user would crown: after n evaluations the
-incumbent is the node with the best *observed* score, and its quality is the pattern's seed-mean in
-the table. Reported per policy: regret (incumbent's mean - the best mean in the space) against
-evaluations, with a 95% interval over seeds; evaluations until the incumbent is in the top 1% of the
+policy meets the measured noise. Cost is counted in evaluations at the table's top budget (a
+multi-fidelity policy's low-budget reads cost their share). What is scored is what a user would
+crown: after a cost of n the incumbent is the node with the best *observed* score at the highest
+budget reached, and its quality is the pattern's seed-mean at the top budget. Reported per policy:
+regret (incumbent's mean - the best mean in the space) against cost, with a 95% interval over seeds; evaluations until the incumbent is in the top 1% of the
 space and among the top 10 patterns (median over seeds; a seed that never gets there counts as the
 budget + 1), and those as a ratio to random search. Writes JSON, Markdown and a PNG to --out.
 """
@@ -27,18 +29,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.journal import Journal
+from agents.policies import POLICIES as POLICY_FACTORIES
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
 from compose.surrogate import SurrogateConfig
 from compose.tabular import SCORE, key, load
 
-POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "random+surrogate", "evolutionary+surrogate"]
+POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "evolutionary+surrogate"]
 
 
 # Variants: POLICY+VARIANT runs the policy with what the variant adds (e.g. evolutionary+surrogate).
@@ -58,18 +62,34 @@ def split_variant(name: str) -> tuple[str, dict]:
     return policy, settings
 
 
+class Eval(NamedTuple):
+    pattern: str  # the pattern's key
+    score: float  # what the search observed (one measured seed)
+    budget: int  # the table budget it was read at
+    cost: float  # in evaluations at the top budget (see run_one)
+
+
 def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None,
-            policy_args: dict | None = None) -> list[tuple[str, float]]:
-    """(pattern key, observed score) of every finished evaluation, in the order they finished."""
+            policy_args: dict | None = None) -> list[Eval]:
+    """Every finished evaluation, in the order they finished.
+
+    Cost is counted in evaluations at the table's top budget: a promoted node (multi-fidelity) pays
+    only the steps beyond its parent's rung, since the table's lower budgets are reads of the same
+    training run; every other evaluation pays its whole budget."""
     policy, variant = split_variant(name)
     t = load(table_name)
     space = t.meta["space"]
+    top = max(t.budgets)
+    multi = getattr(POLICY_FACTORIES.get(policy), "needs_fidelities", False)
     cfg = ComposeConfig(name="tab", kind="tabular",
                         space=SearchSpace(n_layers=space["n_layers"], allowed=list(space["primitives"]),
                                           d_model=space.get("d_model", 32), max_seq_len=128,
                                           primitives=dict(space.get("primitive_settings", {}))),
-                        tabular={"table": table_name, "budget": budget, "noise_seed": seed})
-    cfg.search.policy, cfg.search.seed, cfg.search.max_evals = policy, seed, evals
+                        tabular={"table": table_name, "budget": None if multi else budget, "noise_seed": seed},
+                        rungs=list(t.budgets) if multi else [])
+    # A multi-fidelity search makes more, cheaper evaluations: enough for `evals` top-budget ones.
+    cfg.search.max_evals = math.ceil(evals * top / min(t.budgets)) if multi else evals
+    cfg.search.policy, cfg.search.seed = policy, seed
     cfg.search.n_agents, cfg.search.n_workers = agents, agents
     cfg.search.policy_args = dict(policy_args or {})
     if "surrogate" in variant:
@@ -80,24 +100,37 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
         search.run()
         with Journal(Path(d) / "run" / "journal.db") as j:
             done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
-            return [(key(n.payload["pattern"]), n.metrics[SCORE]) for n in done]
+            budget_of = {n.id: n.metrics["budget"] for n in done}
+            out = []
+            for n in done:
+                b = n.metrics["budget"]
+                below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
+                out.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
+            return out
 
 
-def curves(trace: list[tuple[str, float]], mean: dict[str, float], evals: int) -> dict[str, object]:
-    """Regret of the incumbent after each evaluation, and when it first entered the top 1% / top 10."""
+def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, object]:
+    """Regret of the incumbent after each unit of cost (one top-budget evaluation), and when it first
+    entered the top 1% / top 10. The incumbent is what a user would crown: the best observed score
+    among the evaluations at the highest budget reached so far."""
     ranked = sorted(mean.values())
     best, top1 = ranked[0], ranked[max(0, math.ceil(0.01 * len(ranked)) - 1)]
     top10 = ranked[min(9, len(ranked) - 1)]
-    regret, inc, first = [], (None, math.inf), {"top1pct": evals + 1, "top10": evals + 1}
-    for i in range(evals):
-        if i < len(trace) and trace[i][1] < inc[1]:
-            inc = trace[i]
-        true = mean.get(inc[0], ranked[-1]) if inc[0] else ranked[-1]
+    regret, first = [], {"top1pct": evals + 1, "top10": evals + 1}
+    inc: Eval | None = None
+    spent, j = 0.0, 0
+    for i in range(1, evals + 1):
+        while j < len(trace) and spent + trace[j].cost <= i + 1e-9:
+            e, j = trace[j], j + 1
+            spent += e.cost
+            if inc is None or e.budget > inc.budget or (e.budget == inc.budget and e.score < inc.score):
+                inc = e
+        true = mean.get(inc.pattern, ranked[-1]) if inc else ranked[-1]
         regret.append(true - best)
         if true <= top1 and first["top1pct"] > evals:
-            first["top1pct"] = i + 1
+            first["top1pct"] = i
         if true <= top10 and first["top10"] > evals:
-            first["top10"] = i + 1
+            first["top10"] = i
     return {"regret": regret, **first}
 
 
@@ -145,7 +178,7 @@ def write(out_dir: Path, summary: dict, meta: dict) -> None:
         hi = [m + h for m, h in zip(r["regret_mean"], r["regret_ci95"])]
         ax.plot(x, r["regret_mean"], label=p)
         ax.fill_between(x, lo, hi, alpha=0.2)
-    ax.set_xlabel("evaluations")
+    ax.set_xlabel("cost (evaluations at the top budget)")
     ax.set_ylabel(f"regret ({meta['metric']})")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_title(f"{meta['table']}: incumbent regret, mean and 95% CI over {meta['seeds']} seeds")

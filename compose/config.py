@@ -41,6 +41,9 @@ class ComposeConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     # compose.surrogate: rank `candidates` proposals per step by a ridge model of the measured patterns
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
+    # multi-fidelity policies (search.policy: asha): training steps of each rung, lowest first. kind mad:
+    # steps per task; kind tabular: budgets the table holds. Empty: one budget for every evaluation.
+    rungs: list[int] = field(default_factory=list)
     slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
@@ -72,6 +75,7 @@ class ComposeConfig:
         except ValueError as e:
             raise ConfigError(f"space: {e} (check min_count, max_count and max_params)") from None
         self.surrogate.check()
+        self._check_rungs()
         if self.kind in ("text", "ladder"):
             self.proxy.check()
         if self.kind == "tabular":
@@ -79,6 +83,31 @@ class ComposeConfig:
         if self.kind == "ladder" and len(set(self.ladder.widths)) < 2:
             raise ConfigError(f"ladder.widths: needs at least two different widths, got {self.ladder.widths}")
         return self
+
+    def _check_rungs(self) -> None:
+        from agents.policies import POLICIES
+
+        multi = getattr(POLICIES.get(self.search.policy), "needs_fidelities", False)
+        if not self.rungs and not multi:
+            return
+        if not multi:
+            raise ConfigError(f"rungs: only a multi-fidelity policy (asha) uses them; search.policy is "
+                              f"{self.search.policy!r}, so drop `rungs` or choose search.policy=asha")
+        if not self.rungs:
+            raise ConfigError(f"search.policy {self.search.policy!r} needs `rungs: [low, ..., high]` (training steps "
+                              f"per rung; kind tabular: budgets of the table)")
+        if self.kind not in ("mad", "tabular"):
+            raise ConfigError(f"rungs: supported for kind mad and tabular, not {self.kind!r}")
+        if (not all(isinstance(r, int) and r > 0 for r in self.rungs) or len(self.rungs) < 2
+                or sorted(set(self.rungs)) != list(self.rungs)):
+            raise ConfigError(f"rungs: needs two or more increasing positive step counts, got {self.rungs}")
+        if self.kind == "tabular" and "table" in self.tabular:
+            from compose.tabular import load
+
+            budgets = load(str(self.tabular["table"])).budgets
+            missing = [r for r in self.rungs if r not in budgets]
+            if missing:
+                raise ConfigError(f"rungs: the table has budgets {budgets}, not {missing}")
 
     def _check_tabular(self) -> None:
         from compose.tabular import load

@@ -91,7 +91,7 @@ def plot_metric_vs_cost(runs: Sequence[Run], path: Path) -> Path:
     for ax, what in zip(axes, ("parameters", "FLOPs per token (forward)"), strict=True):
         ax.set_xlabel(what)
         lo, hi = ax.dataLim.x0, ax.dataLim.x1
-        if lo > 0 and hi / lo > 10:  # a log axis only helps across orders of magnitude
+        if math.isfinite(lo) and math.isfinite(hi) and lo > 0 and hi / lo > 10:  # log only across magnitudes
             ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:

@@ -61,6 +61,9 @@ class Run:
     def scored(self) -> list[Node]:
         """Done nodes that carry a numeric value of the run's metric, best first (ties: earlier first)."""
         done = [n for n in self.with_status("done") if _is_number(n.metrics.get(self.metric))]
+        if self.config.get("rungs") and done:  # multi-fidelity: lower rungs score shorter training (another
+            top = max(map(_rung, done))  # scale), so the ranking is the highest rung reached
+            done = [n for n in done if _rung(n) == top]
         sign = 1.0 if self.minimize else -1.0
         return sorted(done, key=lambda n: (sign * n.metrics[self.metric], n.seq))
 
@@ -101,6 +104,10 @@ def run_metric(config: dict[str, Any], nodes: list[Node]) -> str:
     if any(_is_number(n.metrics.get("val_bpb")) for n in done) or not done:
         return "val_bpb"
     return "mad_error"
+
+
+def _rung(node: Node) -> int:
+    return node.payload.get("rung", 0) if isinstance(node.payload, dict) else 0
 
 
 def _is_number(x: Any) -> bool:

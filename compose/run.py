@@ -60,7 +60,8 @@ def build_task(cfg: ComposeConfig, run_dir: Path) -> ComposeTask:
         llm = make_proposer(LLMConfig(**cfg.llm), cfg.space, run_dir)
     kwargs = {"llm": llm} if llm is not None else {}
     return ComposeTask(cfg.space, proxy, cfg.data, kind=cfg.kind, mad=mad, ladder=dataclasses.asdict(cfg.ladder),
-                       tabular=cfg.tabular, surrogate=dataclasses.asdict(cfg.surrogate), **kwargs)
+                       tabular=cfg.tabular, surrogate=dataclasses.asdict(cfg.surrogate),
+                       rungs=cfg.rungs, **kwargs)
 
 
 def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node], None] | None = None,

@@ -53,7 +53,7 @@ class ComposeTask:
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
                  kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
                  ladder: dict[str, Any] | None = None, tabular: dict[str, Any] | None = None,
-                 surrogate: dict[str, Any] | None = None):
+                 surrogate: dict[str, Any] | None = None, rungs: list[int] | None = None):
         if kind not in PROXY_METRICS:
             raise UserError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
@@ -70,6 +70,9 @@ class ComposeTask:
         self.surrogate_cfg = SurrogateConfig(**(surrogate or {})).check()
         self.surrogate = PatternSurrogate(space.allowed, self.surrogate_cfg.ridge) if self.surrogate_cfg.on else None
         self._seen: set[str] = set()  # dedup keys of every proposal the search holds (observe)
+        # Multi-fidelity policies (asha): rung r trains rungs[r] steps (mad: per task; tabular: the
+        # table's budget read). Empty: every evaluation at the config's one budget.
+        self.rungs = list(rungs or [])
 
     def observe(self, node: Node) -> None:
         """Called by agents.search for every node it journals and again when it finishes (hidden metrics
@@ -79,16 +82,38 @@ class ComposeTask:
         if self.surrogate is None or node.status != "done" or not isinstance(node.payload, dict):
             return
         v, pattern = node.metrics.get(self.metric), node.payload.get("pattern")
+        if node.payload.get("rung", 0):
+            return  # a higher fidelity's score is on another scale; the surrogate ranks rung-0 proposals
         if pattern and isinstance(v, (int, float)) and math.isfinite(v):
             self.surrogate.observe(pattern, v)
 
+    def fidelities(self) -> list[int]:
+        """The budget of each rung, lowest first, for a multi-fidelity policy (the config's `rungs`)."""
+        if not self.rungs:
+            raise UserError("a multi-fidelity policy needs `rungs: [low, ..., high]` (training steps per rung)")
+        return self.rungs
+
     def propose(self, action: Action, rng: random.Random) -> Proposal:
+        if action.operator == "promote":  # the same candidate, one rung up: no operator, no LLM
+            return self._promoted(action.parents[0])
         if self.llm is not None and action.operator != "suggest":
             pattern, plan = self.llm.propose(action, self)
             return self.check(pattern, plan)
         if self.surrogate is not None and action.operator in RANKED:
             return self._ranked(action, rng)
         return self._operator(action, rng)
+
+    def _promoted(self, parent: Node) -> Proposal:
+        rung = parent.payload.get("rung", 0) + 1
+        if rung >= len(self.rungs):
+            return Proposal({"pattern": parent.payload.get("pattern")}, None,
+                            f"cannot promote: node #{parent.seq} is on the last of {len(self.rungs)} rungs")
+        prop = self.check(parent.payload["pattern"], plan=f"promoted to rung {rung} ({self.rungs[rung]} steps)")
+        # lineage: the first node of the chain; a tabular lookup draws the same measured seed for all of it
+        prop.payload |= {"rung": rung, "lineage": parent.payload.get("lineage", parent.seq)}
+        if prop.key is not None:
+            prop.key = f"{prop.key}@{self.rungs[rung]}"
+        return prop
 
     def _ranked(self, action: Action, rng: random.Random) -> Proposal:
         """`candidates` proposals of the action's operator; the best predicted one that is new (compose.surrogate)."""
@@ -185,16 +210,23 @@ class ComposeTask:
 
             # Which measured seed this evaluation gets: fixed by (noise_seed, node, pattern), so a
             # resumed or replayed search sees the same draws and a different noise_seed other ones.
-            tag = f"{self.tabular.get('noise_seed', 0)}/{node.seq}/{'-'.join(node.payload['pattern'])}"
+            # A promoted node keeps its lineage's draw: its higher budget is a later read of the same run.
+            seq = node.payload.get("lineage", node.seq)
+            tag = f"{self.tabular.get('noise_seed', 0)}/{seq}/{'-'.join(node.payload['pattern'])}"
             draw = int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16)
-            return {"kind": "tabular", "pattern": node.payload["pattern"], "tabular": self.tabular, "draw": draw}
+            tabular = {**self.tabular, "budget": self._steps(node)} if self.rungs else self.tabular
+            return {"kind": "tabular", "pattern": node.payload["pattern"], "tabular": tabular, "draw": draw}
         if self.kind == "mad":
-            return {"kind": "mad", "spec": node.payload["spec"], "mad": self.mad}
+            mad = {**self.mad, "steps": self._steps(node)} if self.rungs else self.mad
+            return {"kind": "mad", "spec": node.payload["spec"], "mad": mad}
         payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": self.proxy,
                    "data": dataclasses.asdict(self.data)}
         if self.kind == "ladder":
             payload["ladder"] = self.ladder
         return payload
+
+    def _steps(self, node: Node) -> int:
+        return self.rungs[node.payload.get("rung", 0)]
 
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
         if self.metric not in value:

@@ -87,7 +87,7 @@ def test_mcts_fills_root_then_descends_by_uct():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="greedy"):
         make_policy("annealing", "loss")
-    assert set(POLICIES) == {"random", "one_shot", "greedy", "evolutionary", "mcts", "tpe"}
+    assert set(POLICIES) == {"random", "one_shot", "greedy", "evolutionary", "mcts", "tpe", "asha"}
 
 
 @pytest.mark.parametrize("name,kw", [("greedy", {"num_drafts": 2}), ("evolutionary", {"individuals_per_generation": 2}),
@@ -99,3 +99,31 @@ def test_analyze_every_n_steps_hands_over_the_best_nodes_best_first(name, kw):
     assert a.operator == "analyze" and a.parents == [nodes[1], nodes[2]]
     assert p.next(chain([3.0, 1.0, 2.0, 4.0]), random.Random(0)).operator != "analyze"
     assert make_policy(name, "loss", **kw).next(nodes, random.Random(0)).operator != "analyze"  # off by default
+
+
+def test_asha_promotes_the_best_third_of_a_rung_once_and_otherwise_asks_its_base_policy():
+    p = make_policy("asha", "loss", rungs=3, eta=3, base="greedy", base_args={"num_drafts": 3})
+    rng = random.Random(0)
+    low = chain([0.5, 0.9])  # fewer than eta results on rung 0: nothing to promote yet; greedy drafts
+    assert p.next(low, rng).operator == "draft"
+    low = chain([0.5, 0.9, 0.2, 0.7, 0.8, 0.6])  # best third of six: 0.2 and 0.5
+    a = p.next(low, rng)
+    assert a.operator == "promote" and a.parents[0] is low[2]
+    up = done(0.3, "promote", [low[2].id], seq=6)
+    a = p.next(low + [up], rng)
+    assert a.operator == "promote" and a.parents[0] is low[0]  # the next of the best third, not 0.2 again
+    up2 = done(0.1, "promote", [low[0].id], seq=7)
+    # Rung 1 has two results (< eta): no promotion to rung 2 yet; rung 0's best third is promoted: the base
+    # policy (greedy) acts on rung-0 results only, so it improves 0.2, not the promoted 0.1.
+    a = p.next(low + [up, up2], rng)
+    assert a.operator == "improve" and a.parents[0] is low[2]
+
+
+def test_asha_serves_the_higher_rung_first_and_never_promotes_past_the_last():
+    p = make_policy("asha", "loss", rungs=2, eta=2)
+    low = chain([0.4, 0.3, 0.9, 0.8])
+    ups = [done(0.2, "promote", [low[1].id], seq=4), done(0.1, "promote", [low[0].id], seq=5)]
+    a = p.next(low + ups, random.Random(0))
+    assert a.operator == "draft"  # both of rung 0's best half climbed; rung 1 is the last
+    with pytest.raises(ValueError, match="eta"):
+        make_policy("asha", "loss", eta=1)

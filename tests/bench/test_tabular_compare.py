@@ -17,7 +17,7 @@ spec.loader.exec_module(compare)
 def test_regret_follows_the_observed_incumbent_not_the_best_pattern_seen():
     mean = {"a": 0.1, "b": 0.2, "c": 0.3, **{f"z{i}": 0.5 + i / 1000 for i in range(97)}}
     # "a" was evaluated but observed worse than "b" (noise): the incumbent stays "b" until "a" reads better.
-    trace = [("c", 0.30), ("b", 0.19), ("a", 0.25), ("a", 0.05)]
+    trace = [compare.Eval(k, v, 5, 1.0) for k, v in [("c", 0.30), ("b", 0.19), ("a", 0.25), ("a", 0.05)]]
     out = compare.curves(trace, mean, evals=5)
     assert out["regret"] == pytest.approx([0.2, 0.1, 0.1, 0.0, 0.0])
     assert out["top1pct"] == 4  # the top 1% of 100 patterns is "a" alone
@@ -26,7 +26,7 @@ def test_regret_follows_the_observed_incumbent_not_the_best_pattern_seen():
 
 def test_a_policy_that_never_gets_there_counts_as_the_budget_plus_one():
     mean = {str(i): float(i) for i in range(200)}
-    out = compare.curves([("199", 0.0)], mean, evals=3)
+    out = compare.curves([compare.Eval("199", 0.0, 5, 1.0)], mean, evals=3)
     assert out["top1pct"] == 4 and out["top10"] == 4 and out["regret"] == [199.0] * 3
 
 
@@ -45,7 +45,46 @@ def test_searches_run_on_a_table_and_see_only_its_measured_values(tmp_path):
     measured = {(r["pattern"], r["mad_error"]) for r in rows}
     for policy in ("random", "evolutionary"):
         trace = compare.run_one(str(table), policy, seed=1, evals=12, agents=1, budget=5)
-        assert len(trace) == 12 and len({k for k, _ in trace}) == 12  # no pattern evaluated twice
-        assert all((k, v) in measured for k, v in trace)  # CSV keeps floats exactly (repr)
-    summary = compare.summarise({"random": [compare.curves(trace, {k: 0.0 for k, _ in trace}, 12)]}, 12)
+        assert len(trace) == 12 and len({e.pattern for e in trace}) == 12  # no pattern evaluated twice
+        assert all((e.pattern, e.score) in measured for e in trace)  # CSV keeps floats exactly (repr)
+        assert all(e.budget == 5 and e.cost == 1.0 for e in trace)
+    summary = compare.summarise({"random": [compare.curves(trace, {e.pattern: 0.0 for e in trace}, 12)]}, 12)
     assert summary["random"]["evals_to_top1pct_vs_random"] == 1.0
+
+
+def test_cheap_reads_cost_their_share_and_the_incumbent_is_crowned_at_the_highest_budget_reached():
+    mean = {"a": 0.1, "b": 0.2, "c": 0.3, **{f"z{i}": 0.5 + i / 1000 for i in range(97)}}
+    E = compare.Eval
+    # Three low-budget reads (a third of a top evaluation each), then "b" promoted (two thirds more).
+    # "a" reads best at the low budget, but once a top-budget read exists it is the incumbent.
+    trace = [E("c", 0.40, 100, 1 / 3), E("a", 0.20, 100, 1 / 3), E("b", 0.35, 100, 1 / 3), E("b", 0.30, 300, 2 / 3),
+             E("a", 0.25, 300, 2 / 3)]
+    out = compare.curves(trace, mean, evals=3)
+    assert out["regret"] == pytest.approx([0.0, 0.1, 0.0])  # after cost 1: "a" (low budget); 2: "b"; 3: "a"
+    assert out["top1pct"] == 1
+
+
+def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_path):
+    rows = []
+    for i, p in enumerate(itertools.product(["attn", "mlp", "mamba2"], repeat=3)):
+        for seed in (0, 1):
+            for budget in (100, 300):
+                rows.append({"pattern": "-".join(p), "budget": budget, "seed": seed,
+                             "mad_error": i / 27 + seed / 100 + (0.2 if budget == 100 else 0.0)})
+    table = tmp_path / "mf.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "mf.json").write_text(json.dumps({"metric": "mad_error",
+                                                   "space": {"n_layers": 3, "primitives": ["attn", "mlp", "mamba2"]}}))
+    trace = compare.run_one(str(table), "asha", seed=0, evals=4, agents=1, budget=None)
+    low = [e for e in trace if e.budget == 100]
+    high = [e for e in trace if e.budget == 300]
+    assert len(trace) == 12 and high and low  # 12 = ceil(4 top-budget evaluations x 300 / 100)
+    assert all(e.cost == pytest.approx(1 / 3) for e in low) and all(e.cost == pytest.approx(2 / 3) for e in high)
+    for i, e in enumerate(trace):  # a promotion takes a pattern from the best third of the low reads before it
+        if e.budget == 300:
+            before = [x for x in trace[:i] if x.budget == 100]
+            mine = next(x.score for x in before if x.pattern == e.pattern)
+            assert sorted(x.score for x in before).index(mine) < len(before) // 3

@@ -101,3 +101,71 @@ def test_tabular_config_errors_name_what_to_change(table, tmp_path, capsys):
     assert "covers 2 layers" in capsys.readouterr().err
     assert main(["search", str(cfg), "tabular.budget=7"]) == 2
     assert "has budgets [4, 8], not 7" in capsys.readouterr().err
+
+
+def test_asha_reads_low_budgets_first_and_a_promotion_reads_the_same_run_further(table, tmp_path):
+    path = _config(tmp_path, table)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["search"] |= {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "max_evals": 12}
+    cfg["rungs"] = [4, 8]
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", str(path), f"run_dir={run}"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = {n.id: n for n in j.nodes("done")}
+    up = [n for n in done.values() if n.operator == "promote"]
+    assert up and all(n.metrics["budget"] == 8 and n.payload["rung"] == 1 for n in up)
+    assert all(n.metrics["budget"] == 4 for n in done.values() if n.operator != "promote")
+    for n in up:
+        parent = done[n.parent_ids[0]]
+        assert n.payload["pattern"] == parent.payload["pattern"]
+        assert n.metrics["seed"] == parent.metrics["seed"]  # the same measured run, read at a later budget
+        assert n.key == f"{parent.key}@8"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"rungs": [4, 8]}, "only a multi-fidelity policy"),
+    ({"search": {"policy": "asha"}}, "needs `rungs"),
+    ({"search": {"policy": "asha"}, "rungs": [4, 16]}, "not [16]"),
+    ({"search": {"policy": "asha"}, "rungs": [8, 4]}, "increasing"),
+])
+def test_rung_settings_that_cannot_work_are_config_errors(table, tmp_path, capsys, change, message):
+    path = _config(tmp_path, table)
+    cfg = yaml.safe_load(path.read_text())
+    for k, v in change.items():
+        cfg[k] = cfg[k] | v if isinstance(v, dict) else v
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_on_mad_a_rung_sets_the_training_steps_of_its_evaluation():
+    from agents.journal import Node
+    from agents.policies import Action
+    from compose.space import SearchSpace
+    from compose.task import ComposeTask, DataConfig
+
+    task = ComposeTask(SearchSpace(n_layers=2, allowed=["attn", "mlp"]), {}, DataConfig(), kind="mad",
+                       mad={"tasks": ["compression"]}, rungs=[50, 200])
+    assert task.fidelities() == [50, 200]
+    parent = Node("draft", "a", task.check(["attn", "mlp"]).payload, status="done", metrics={"mad_error": 0.5})
+    assert task.job_payload(parent)["mad"] == {"tasks": ["compression"], "steps": 50}
+    prop = task.propose(Action("promote", [parent]), None)
+    child = Node("promote", "a", prop.payload, [parent.id], key=prop.key)
+    assert task.job_payload(child)["mad"]["steps"] == 200 and prop.key.endswith("@200")
+    last = task.propose(Action("promote", [child]), None)
+    assert "last of 2 rungs" in last.error
+
+
+def test_the_leaderboard_of_a_multi_fidelity_run_ranks_its_highest_rung(table, tmp_path, capsys):
+    from compose.results import load_run
+
+    path = _config(tmp_path, table)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["search"] |= {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "max_evals": 9}
+    cfg["rungs"] = [4, 8]
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", str(path), f"run_dir={run}"]) == 0
+    ranked = load_run(run).scored()
+    assert ranked and all(n.payload["rung"] == 1 for n in ranked)
