@@ -9,7 +9,6 @@ import random
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
