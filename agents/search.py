@@ -115,6 +115,11 @@ class SearchConfig:
     executor: str = "local"  # where evaluations run: agents.executor.EXECUTORS (local worker processes | slurm jobs)
     seed: int = 0
     leaderboard_size: int = 10  # top nodes handed to operators in Action.context
+    # Before crowning, re-evaluate the best `finalists` nodes `finalist_evals` more times each (other
+    # seeds; operator `reeval`) and rank them by their mean: one lucky seed does not win. These
+    # evaluations come out of max_evals (the proposals stop that many earlier). 0 = off.
+    finalists: int = 0
+    finalist_evals: int = 1
 
 
 class Search:
@@ -187,10 +192,20 @@ class Search:
         return self.cfg.time_limit_s is not None and self.elapsed() >= self.cfg.time_limit_s
 
     def _budget_left(self, evaluated: int) -> bool:
-        c = self.cfg
         if self._out_of_time():
             return False
-        return c.max_evals is None or evaluated + len(self.in_flight) < c.max_evals
+        cap = self._proposal_evals()
+        return cap is None or evaluated + len(self.in_flight) < cap
+
+    def _proposal_evals(self) -> int | None:
+        """The evaluations proposals may use: max_evals less those kept for re-evaluating finalists."""
+        c = self.cfg
+        return None if c.max_evals is None else c.max_evals - self._reserved()
+
+    def _reserved(self) -> int:
+        if not self.cfg.finalists or not hasattr(self.task, "reevaluate"):
+            return 0
+        return self.cfg.finalists * self.cfg.finalist_evals
 
     # ------------------------------------------------------------------ loop
 
@@ -209,7 +224,7 @@ class Search:
                     if self._idle_agents():  # some proposals were invalid: those agents try again now
                         continue
                 if not self.in_flight:
-                    if not launch:
+                    if not launch and not self._reevaluate_finalists():
                         break
                     continue
                 results = self.executor.wait(stop_after_s=self._time_left())
@@ -242,7 +257,7 @@ class Search:
                 if not self._keep_payloads:
                     node.payload = UNLOADED
             index.add(node)
-            if node.status == "done":
+            if node.status == "done" and node.operator != "reeval":
                 index.board.offer(node)  # payload still UNLOADED: read below for the few that stay
         index.board.rows = [(v, s, self._with_payload(n)) for v, s, n in index.board.rows]
         self._wave = max((n.wave or 0 for a in index.agents.values() for n in a.nodes), default=0)
@@ -269,9 +284,31 @@ class Search:
             return []
         agents = self._index.agents
         idle = [a for a in self.agents if not agents[a].in_flight and self._agent_can_propose(a)]
-        if self.cfg.max_evals is not None:
-            idle = idle[: self.cfg.max_evals - evaluated - len(self.in_flight)]
+        if (cap := self._proposal_evals()) is not None:
+            idle = idle[: cap - evaluated - len(self.in_flight)]
         return idle
+
+    def _reevaluate_finalists(self) -> int:
+        """Once proposing is over: submit the re-evaluations of the best `finalists` nodes that are not in
+        the journal yet (a resumed search adds only the missing ones); returns how many were submitted.
+        The finalists are the leaderboard's best, which re-evaluations never enter."""
+        if not self._reserved() or self._out_of_time() or getattr(self.executor, "exhausted", False):
+            return 0
+        have = Counter(n.parent_ids[0] for a in self._index.agents.values() for n in a.nodes
+                       if n.operator == "reeval" and n.parent_ids)
+        submitted = 0
+        for finalist in self._index.board.nodes()[: self.cfg.finalists]:
+            for i in range(have[finalist.id] + 1, self.cfg.finalist_evals + 1):
+                prop = self._reevaluation(finalist, i)
+                self._commit(finalist.agent_id, Action("reeval", [finalist]), prop)
+                submitted += prop.error == ""
+        return submitted
+
+    def _reevaluation(self, finalist: Node, i: int) -> Proposal:
+        try:
+            return self.task.reevaluate(finalist, i)
+        except Exception as e:  # noqa: BLE001  (as an operator's failure: journalled, the search goes on)
+            return Proposal({}, None, f"re-evaluation {i} of node #{finalist.seq} failed: {type(e).__name__}: {e}")
 
     def _round(self, agents: list[str]) -> None:
         """Each agent picks an action (in order), all propose concurrently, results are journalled in order.
@@ -357,7 +394,7 @@ class Search:
         if self._observe is not None:
             self._observe(visible(node))
         self._index.agents[node.agent_id].put(flight.pos, self._lean(node))
-        if node.status == "done":
+        if node.status == "done" and node.operator != "reeval":  # a re-read of a finalist is not a new entry
             self._index.board.offer(node)
         self.journal.set_meta("elapsed_s", self.elapsed())  # a kill -9 keeps the wall clock spent so far
         self.on_event(node.status, node)

@@ -49,7 +49,7 @@ def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
     if failed:
         print(f"aira compose: error: {failed}; the journal is in {run_dir}/journal.db", file=sys.stderr)
         return 1
-    _print_leaderboard(j, cfg.metric, top=5, show_test=False)
+    _print_leaderboard(run_dir, top=5, show_test=False)
     try:
         from compose.report import write_report
 
@@ -85,9 +85,12 @@ def _resume(args: argparse.Namespace) -> int:
     return _run_search(cfg, Path(args.run_dir), resumed=True)
 
 
-def _print_leaderboard(journal, metric: str, top: int, show_test: bool) -> None:
-    nodes = journal.best(metric, n=top)
-    counts = Counter(n.status for n in journal.nodes())
+def _print_leaderboard(run_dir: Path, top: int, show_test: bool) -> None:
+    from compose.results import load_run
+
+    run = load_run(run_dir)
+    metric, nodes = run.metric, run.scored()[:top]  # the crowning rule: rungs, re-evaluated finalists
+    counts = Counter(n.status for n in run.nodes)
     print(f"{counts['done']} done, {counts['failed']} failed, {counts['invalid']} invalid, "
           f"{counts['running'] + counts['pending']} unfinished")
     if not nodes:
@@ -98,22 +101,21 @@ def _print_leaderboard(journal, metric: str, top: int, show_test: bool) -> None:
     head += f"  {test:>10}" if show_test else ""
     print(head + f"  {'params':>10}  pattern")
     for i, n in enumerate(nodes, 1):
+        evals = f" (mean of {n.metrics['evals']})" if "evals" in n.metrics else ""  # a re-evaluated finalist
         row = f"{i:>4}  {n.id:<12}  {n.agent_id:<9}  {n.operator:<9}  {n.metrics[metric]:>10.4f}"
         if show_test:
             t = n.metrics.get(test)
             row += f"  {t:>10.4f}" if isinstance(t, (int, float)) else f"  {'-':>10}"
-        print(row + f"  {n.metrics.get('params', 0):>10,}  {' '.join(n.payload.get('pattern', []))}")
+        print(row + f"  {n.metrics.get('params', 0):>10,}  {' '.join(n.payload.get('pattern', []))}{evals}")
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from compose.run import load_run_config, open_journal
+    from compose.run import load_run_config
 
     cfg = load_run_config(args.run_dir)
-    with open_journal(args.run_dir) as j:
-        if args.test:
-            print(f"final ranking: ranked by {cfg.metric}, with the hidden test split beside it "
-                  "(agents never saw it)")
-        _print_leaderboard(j, cfg.metric, args.top, args.test)
+    if args.test:
+        print(f"final ranking: ranked by {cfg.metric}, with the hidden test split beside it (agents never saw it)")
+    _print_leaderboard(Path(args.run_dir), args.top, args.test)
     return 0
 
 

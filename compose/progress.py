@@ -51,7 +51,9 @@ class ProgressView:
         if kind == "done":
             value = node.metrics.get(self.metric)
             star = ""
-            if isinstance(value, (int, float)) and (self.best is None or value < self.best):
+            if node.operator == "reeval":  # a finalist read again: its mean, not this read, is what ranks
+                star = f"  (re-read of node {node.parent_ids[0] if node.parent_ids else '?'})"
+            elif isinstance(value, (int, float)) and (self.best is None or value < self.best):
                 self.best, star = value, " *new best*"
             text = (f"{self.metric} {value:.4f}  (best {self.best:.4f}){star}  "
                     f"{node.metrics.get('wall_s', 0):.1f} s  {pattern_summary(node.payload.get('pattern', []))}")

@@ -8,6 +8,7 @@ the nodes: val_bpb if any done node has it, else mad_error).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,13 +60,36 @@ class Run:
         return min((t for n in self.nodes for t in (n.created_at, n.started_at) if t is not None), default=None)
 
     def scored(self) -> list[Node]:
-        """Done nodes that carry a numeric value of the run's metric, best first (ties: earlier first)."""
+        """Done nodes that carry a numeric value of the run's metric, best first (ties: earlier first).
+
+        This is the crowning rule every consumer uses (leaderboard, report, aggregation):
+        - multi-fidelity (`rungs`): only the highest rung reached is ranked; lower rungs trained less.
+        - re-evaluated finalists (search.finalists): each is ranked by the mean over its evaluations
+          (metrics replaced by the means, `evals` = how many), ahead of every node evaluated once;
+          the re-evaluations themselves are not entries.
+        """
         done = [n for n in self.with_status("done") if _is_number(n.metrics.get(self.metric))]
-        if self.config.get("rungs") and done:  # multi-fidelity: lower rungs score shorter training (another
-            top = max(map(_rung, done))  # scale), so the ranking is the highest rung reached
+        if self.config.get("rungs") and done:
+            top = max(map(_rung, done))
             done = [n for n in done if _rung(n) == top]
+        rereads: dict[str, list[Node]] = {}
+        for n in done:
+            if n.operator == "reeval" and n.parent_ids:
+                rereads.setdefault(n.parent_ids[0], []).append(n)
         sign = 1.0 if self.minimize else -1.0
-        return sorted(done, key=lambda n: (sign * n.metrics[self.metric], n.seq))
+        finalists, once = [], []
+        for n in done:
+            if n.operator == "reeval":
+                continue
+            if n.id in rereads:
+                finalists.append(_mean_of([n, *rereads[n.id]]))
+            else:
+                once.append(n)
+
+        def order(n: Node) -> tuple[float, int]:
+            return sign * n.metrics[self.metric], n.seq
+
+        return sorted(finalists, key=order) + sorted(once, key=order)
 
     def test_metric(self) -> str | None:
         """The hidden-test counterpart of the metric (val_bpb -> test_bpb), if any done node has one."""
@@ -104,6 +128,18 @@ def run_metric(config: dict[str, Any], nodes: list[Node]) -> str:
     if any(_is_number(n.metrics.get("val_bpb")) for n in done) or not done:
         return "val_bpb"
     return "mad_error"
+
+
+def _mean_of(evals: list[Node]) -> Node:
+    """The first node with each numeric metric replaced by its mean over `evals`, and `evals` = their count."""
+    first = evals[0]
+    metrics = dict(first.metrics)
+    for k, v in first.metrics.items():
+        values = [e.metrics.get(k) for e in evals]
+        if _is_number(v) and all(_is_number(x) for x in values):
+            metrics[k] = sum(values) / len(values)
+    metrics["evals"] = len(evals)
+    return dataclasses.replace(first, metrics=metrics)
 
 
 def _rung(node: Node) -> int:

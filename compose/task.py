@@ -103,6 +103,14 @@ class ComposeTask:
             return self._ranked(action, rng)
         return self._operator(action, rng)
 
+    def reevaluate(self, node: Node, i: int) -> Proposal:
+        """The i-th re-evaluation of a finalist (agents.search `finalists`): the same design, trained with
+        another seed (kind tabular: another measured seed, while the table has one)."""
+        payload = {k: v for k, v in node.payload.items() if k != "surrogate"}
+        payload |= {"eval_seed": i, "plan": f"re-evaluation {i} of node #{node.seq}",
+                    "lineage": node.payload.get("lineage", node.seq)}
+        return Proposal(payload, None if node.key is None else f"{node.key}#{i}")
+
     def _promoted(self, parent: Node) -> Proposal:
         rung = parent.payload.get("rung", 0) + 1
         if rung >= len(self.rungs):
@@ -213,13 +221,17 @@ class ComposeTask:
             # A promoted node keeps its lineage's draw: its higher budget is a later read of the same run.
             seq = node.payload.get("lineage", node.seq)
             tag = f"{self.tabular.get('noise_seed', 0)}/{seq}/{'-'.join(node.payload['pattern'])}"
-            draw = int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16)
+            draw = int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16) + node.payload.get("eval_seed", 0)
             tabular = {**self.tabular, "budget": self._steps(node)} if self.rungs else self.tabular
             return {"kind": "tabular", "pattern": node.payload["pattern"], "tabular": tabular, "draw": draw}
+        reseed = node.payload.get("eval_seed", 0)  # a finalist's re-evaluation: another training seed
         if self.kind == "mad":
-            mad = {**self.mad, "steps": self._steps(node)} if self.rungs else self.mad
+            mad = {**self.mad, "steps": self._steps(node)} if self.rungs else dict(self.mad)
+            if reseed:
+                mad["seed"] = mad.get("seed", 0) + reseed
             return {"kind": "mad", "spec": node.payload["spec"], "mad": mad}
-        payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": self.proxy,
+        proxy = {**self.proxy, "seed": self.proxy.get("seed", 0) + reseed} if reseed else self.proxy
+        payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": proxy,
                    "data": dataclasses.asdict(self.data)}
         if self.kind == "ladder":
             payload["ladder"] = self.ladder

@@ -88,3 +88,11 @@ def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_pat
             before = [x for x in trace[:i] if x.budget == 100]
             mine = next(x.score for x in before if x.pattern == e.pattern)
             assert sorted(x.score for x in before).index(mine) < len(before) // 3
+
+
+def test_a_finalist_read_again_is_crowned_by_its_mean_read():
+    mean = {"a": 0.2, "b": 0.1, **{f"z{i}": 0.5 + i / 1000 for i in range(98)}}
+    E = compare.Eval
+    # "a" was lucky once (0.10); read again (0.30) its mean 0.20 loses to "b" (0.15), the better pattern.
+    out = compare.curves([E("a", 0.10, 5, 1.0), E("b", 0.15, 5, 1.0), E("a", 0.30, 5, 1.0)], mean, evals=3)
+    assert out["regret"] == pytest.approx([0.1, 0.1, 0.0]) and out["top1pct"] == 3

@@ -169,3 +169,36 @@ def test_the_leaderboard_of_a_multi_fidelity_run_ranks_its_highest_rung(table, t
     assert main(["search", str(path), f"run_dir={run}"]) == 0
     ranked = load_run(run).scored()
     assert ranked and all(n.payload["rung"] == 1 for n in ranked)
+
+
+def test_finalists_are_re_read_with_the_other_seed_and_crowned_by_their_mean(table, tmp_path, capsys):
+    from compose.results import load_run
+
+    path = _config(tmp_path, table)
+    run = tmp_path / "run"
+    # Proposals stop at 5 evaluations: the last 2 of max_evals=7 re-read the best two (without resuming
+    # first: max_evals=5, no finalists; then resumed with finalists, as a search killed before them is).
+    assert main(["search", str(path), f"run_dir={run}", "search.max_evals=5"]) == 0
+    with Journal(run / "journal.db") as j:
+        first = sorted(j.nodes("done"), key=lambda n: (n.metrics[SCORE], n.seq))
+    assert main(["resume", str(run), "search.max_evals=7", "search.finalists=2", "search.finalist_evals=1"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = {n.id: n for n in j.nodes("done")}
+        journalled = len(j.nodes())
+    rereads = [n for n in done.values() if n.operator == "reeval"]
+    assert len(done) == 7 and len(rereads) == 2
+    assert {n.parent_ids[0] for n in rereads} == {first[0].id, first[1].id}
+    for n in rereads:
+        parent = done[n.parent_ids[0]]
+        assert n.payload["pattern"] == parent.payload["pattern"] and n.metrics["seed"] != parent.metrics["seed"]
+    crowned = load_run(run).scored()
+    t = load(str(table))
+    for n in crowned[:2]:  # the finalists lead, each ranked by the mean of its two reads: the seed mean here
+        assert n.metrics["evals"] == 2
+        assert n.metrics[SCORE] == pytest.approx(t.mean(8)["-".join(n.payload["pattern"])])
+    assert all("evals" not in n.metrics for n in crowned[2:]) and len(crowned) == 5
+    assert main(["resume", str(run), "search.max_evals=7", "search.finalists=2", "search.finalist_evals=1"]) == 0
+    with Journal(run / "journal.db") as j:
+        assert len(j.nodes()) == journalled  # nothing left to do: no finalist is re-read twice
+    assert main(["leaderboard", str(run)]) == 0
+    assert "(mean of 2)" in capsys.readouterr().out
