@@ -146,6 +146,8 @@ class Search:
             if not hasattr(task, "fidelities"):
                 raise UserError(f"policy {cfg.policy!r} needs a task with fidelities(); choose another policy")
             policy_args["rungs"] = len(task.fidelities())
+        if cfg.finalists and not hasattr(task, "reevaluate"):
+            raise UserError("search.finalists: this task cannot re-evaluate a node with another seed; set it to 0")
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         # A policy that reads payloads (tpe: each node's point) gets them in the index; others get UNLOADED.
         self._keep_payloads = getattr(factory, "reads_payloads", False) or any(
@@ -203,8 +205,6 @@ class Search:
         return None if c.max_evals is None else c.max_evals - self._reserved()
 
     def _reserved(self) -> int:
-        if not self.cfg.finalists or not hasattr(self.task, "reevaluate"):
-            return 0
         return self.cfg.finalists * self.cfg.finalist_evals
 
     # ------------------------------------------------------------------ loop

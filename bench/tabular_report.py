@@ -22,7 +22,6 @@ Writes report.json, report.md (ready for docs/search.md) and score_hist.png, bud
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -35,6 +34,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from compose.surrogate import features, fit_ridge
 from compose.tabular import Table, load
 
 QUANTILES = (0.01, 0.10, 0.25, 0.50, 0.75, 0.90)
@@ -42,7 +42,6 @@ TOP_FRAC = 0.10
 CHANNEL_ONLY = {"mlp"}  # primitives that mix no tokens; every other one counts as a sequence mixer
 FEATURE_SETS = {"counts": ("counts",), "counts+positions": ("counts", "positions"),
                 "all": ("counts", "positions", "pairs")}
-ALPHAS = tuple(10.0 ** e for e in range(-2, 5))  # ridge penalties tried (on standardized features)
 
 
 # ------------------------------------------------------------------ reading the table
@@ -218,43 +217,8 @@ def top_share(means: dict[str, float], primitives: list[str], frac: float = TOP_
 # ------------------------------------------------------------------ surrogate over pattern features
 
 
-def feature_blocks(pattern: list[str], primitives: list[str]) -> dict[str, list[float]]:
-    pairs = list(itertools.pairwise(pattern))
-    return {"counts": [float(pattern.count(p)) for p in primitives],
-            "positions": [float(x == p) for x in pattern for p in primitives],
-            "pairs": [float(pairs.count((p, q))) for p in primitives for q in primitives]}
-
-
 def design(keys: list[str], primitives: list[str], blocks: tuple[str, ...]) -> np.ndarray:
-    rows = []
-    for k in keys:
-        f = feature_blocks(k.split("-"), primitives)
-        rows.append([x for b in blocks for x in f[b]])
-    return np.array(rows)
-
-
-def ridge_fit(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> tuple:
-    """Ridge on standardized features, unpenalized intercept; the penalty chosen by exact leave-one-out
-    error within x (closed form), so a caller's held-out folds stay unseen."""
-    mu, sd = x.mean(0), x.std(0)
-    sd[sd == 0] = 1.0
-    z, ym = (x - mu) / sd, y.mean()
-    yc = y - ym
-    best = None
-    for a in alphas:
-        inv = np.linalg.solve(z.T @ z + a * np.eye(z.shape[1]), z.T)
-        h = np.einsum("ij,ji->i", z, inv) + 1 / len(y)  # hat diagonal, intercept included
-        loo = (yc - z @ (inv @ yc)) / (1 - h)
-        err = float(np.mean(loo ** 2))
-        if best is None or err < best[0]:
-            best = (err, a, inv @ yc)
-    _, alpha, w = best
-    return mu, sd, ym, w, alpha
-
-
-def ridge_predict(model: tuple, x: np.ndarray) -> np.ndarray:
-    mu, sd, ym, w, _ = model
-    return ym + ((x - mu) / sd) @ w
+    return np.stack([features(k.split("-"), primitives, blocks) for k in keys])
 
 
 def ridge_cv(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0) -> dict[str, Any]:
@@ -266,9 +230,9 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0) -> dict[st
     oof, alphas = np.empty(n), []
     for f in range(k):
         train = fold != f
-        model = ridge_fit(x[train], y[train])
-        oof[~train] = ridge_predict(model, x[~train])
-        alphas.append(model[-1])
+        model = fit_ridge(x[train], y[train])  # its penalty by leave-one-out inside the training folds
+        oof[~train] = model.predict(x[~train])
+        alphas.append(model.alpha)
     r2 = 1 - float(((y - oof) ** 2).sum() / ((y - y.mean()) ** 2).sum())
     return {"n": n, "k": k, "features": x.shape[1], "spearman": _spearman(list(oof), list(y)), "r2": r2,
             "alphas": alphas}
