@@ -3,6 +3,7 @@
     python bench/tabular_build.py                       # the default table, mad-3x6, resumable
     python bench/tabular_build.py --workers 2 --limit 50 # 50 more cells, then write the table and stop
     python bench/tabular_build.py --status               # how far the build is
+    python bench/tabular_build.py --suite text --limit 200  # the text-proxy table (text-3x6), 200 cells
 
 Each cell (pattern x seed) is one job of the project's worker pool (agents.executor.LocalExecutor,
 one torch thread per worker); its result stays in BUILD_DIR/jobs/<cell>/result.json, so a build that
@@ -36,6 +37,10 @@ from compose.tabular import TABLES, build_order, enumerate_space, key, write_row
 
 PRIMITIVES = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "kind": "swiglu", "hidden": 64},
               "mamba2": {"type": "mamba2", "d_state": 8, "head_dim": 16, "expand": 2}}
+# The text suite: compose's byte-level proxy on the stdlib corpus, at smoke.yaml's sequence, batch and rate.
+TEXT_PROXY = {"seq_len": 128, "batch_size": 8, "lr": 5.0e-3, "eval_tokens": 8192, "device": "cpu", "dtype": "fp32",
+              "threads": 1}
+TEXT_CAPS_MB = {"train": 1.0, "val": 0.1, "test": 0.1}
 NOISE_EVERY = 4  # every 4th pattern in build order gets all its seeds early (see cells)
 MAD_TASKS = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_recall", "selective_copying",
              "compression"]
@@ -43,11 +48,15 @@ MAD_TASKS = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_r
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", default="mad-3x6", help="table name: compose/tables/NAME.csv")
+    p.add_argument("--suite", choices=("mad", "text"), default="mad",
+                   help="mad: the MAD tasks (budgets in steps per task); text: the text proxy on the stdlib "
+                        "corpus (budgets in training tokens, one run per budget)")
+    p.add_argument("--name", default=None, help="table name: compose/tables/NAME.csv (default SUITE-3x6)")
     p.add_argument("--primitives", default="attn,mlp,mamba2")
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--d-model", type=int, default=32)
-    p.add_argument("--budgets", default="100,300", help="training steps per task at which scores are read")
+    p.add_argument("--budgets", default=None, help="mad: training steps per task at which scores are read "
+                   "(default 100,300); text: training tokens (default 262144)")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--tasks", default=",".join(MAD_TASKS))
     p.add_argument("--workers", type=int, default=1)
@@ -55,20 +64,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--build-dir", default=None, help="job results (default runs/tabular/NAME)")
     p.add_argument("--out-dir", default=str(TABLES), help="where NAME.csv and NAME.json are written")
     p.add_argument("--status", action="store_true", help="print progress and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.name = args.name or f"{args.suite}-3x6"
+    args.budgets = args.budgets or ("100,300" if args.suite == "mad" else "262144")
+    return args
 
 
 def cells(args: argparse.Namespace) -> list[tuple[str, dict]]:
     prims = args.primitives.split(",")
     patterns = build_order(enumerate_space(prims, args.layers))
     seeds = [int(s) for s in args.seeds.split(",")]
-    mad = {"tasks": args.tasks.split(","), "preset": "smoke", "device": "cpu", "dtype": "fp32", "threads": 1}
+    suite = suite_settings(args)
 
     def cell(pattern: list[str], seed: int) -> tuple[str, dict]:
         return (f"{key(pattern)}-s{seed}", {
             "pattern": pattern, "seed": seed, "d_model": args.d_model, "max_seq_len": 128,
             "primitives": {p: PRIMITIVES[p] for p in prims}, "budgets": [int(b) for b in args.budgets.split(",")],
-            "mad": mad})
+            **suite})
 
     # The first seed of every pattern comes first (a partial table covers more patterns), except that
     # every NOISE_EVERY-th pattern gets all its seeds at once: a partial table then measures the noise
@@ -78,6 +90,14 @@ def cells(args: argparse.Namespace) -> list[tuple[str, dict]]:
         first.append(cell(pattern, seeds[0]))
         (first if i % NOISE_EVERY == 0 else rest).extend(cell(pattern, s) for s in seeds[1:])
     return first + sorted(rest, key=lambda c: c[1]["seed"])  # stable: pattern order kept within a seed
+
+
+def suite_settings(args: argparse.Namespace) -> dict:
+    """What every cell of the table is trained on (compose.tabular.build_one reads it)."""
+    if args.suite == "text":
+        return {"suite": "text", "proxy": dict(TEXT_PROXY), "data": {"source": "stdlib", "caps_mb": TEXT_CAPS_MB}}
+    return {"suite": "mad", "mad": {"tasks": args.tasks.split(","), "preset": "smoke", "device": "cpu",
+                                    "dtype": "fp32", "threads": 1}}
 
 
 def finished(executor: LocalExecutor, job_ids: list[str]) -> dict[str, list[dict]]:
@@ -107,13 +127,18 @@ def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out / f"{args.name}.csv", rows)
+    budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
+    if args.suite == "text":
+        suite = {"kind": "text", "proxy": TEXT_PROXY, "data": {"source": "stdlib", "caps_mb": TEXT_CAPS_MB},
+                 "budgets_tokens": budgets, "seeds": seeds, "threads_per_cell": 1}
+    else:
+        suite = {"kind": "mad", "preset": "smoke", "tasks": args.tasks.split(","), "budgets_steps": budgets,
+                 "seeds": seeds, "dtype": "fp32", "threads_per_cell": 1}
     meta = {
-        "metric": "mad_error",
+        "metric": "mad_error" if args.suite == "mad" else "val_bpb",
         "space": {"n_layers": args.layers, "primitives": args.primitives.split(","), "d_model": args.d_model,
                   "primitive_settings": {p: PRIMITIVES[p] for p in args.primitives.split(",")}},
-        "suite": {"kind": "mad", "preset": "smoke", "tasks": args.tasks.split(","), "budgets_steps":
-                  [int(b) for b in args.budgets.split(",")], "seeds": [int(s) for s in args.seeds.split(",")],
-                  "dtype": "fp32", "threads_per_cell": 1},
+        "suite": suite,
         "progress": {"cells": n_cells, "done": n_done, "failed": len(failed),
                      "failed_examples": dict(list(failed.items())[:5])},
         "command": "python bench/tabular_build.py " + " ".join(sys.argv[1:]),

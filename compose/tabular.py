@@ -156,12 +156,15 @@ def evaluate_tabular(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_one(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """One table cell: train `pattern` with one seed on the MAD suite, read at every budget (rows)."""
-    from compose.mad import MADConfig, evaluate_mad
+    """One table cell: train `pattern` with one seed on the payload's suite (MAD by default), a row per budget."""
     from models.spec import ArchSpec
 
     spec = ArchSpec(pattern=payload["pattern"], d_model=payload["d_model"], primitives=payload["primitives"],
                     max_seq_len=payload.get("max_seq_len", 128))
+    if payload.get("suite", "mad") == "text":
+        return _build_text(spec, payload)
+    from compose.mad import MADConfig, evaluate_mad
+
     budgets = sorted(payload["budgets"])
     mad = MADConfig(**{**payload["mad"], "steps": budgets[-1], "eval_steps": budgets[:-1], "seed": payload["seed"]})
     out = evaluate_mad(spec, mad)
@@ -174,6 +177,29 @@ def build_one(payload: dict[str, Any]) -> list[dict[str, Any]]:
         row |= {f"acc/{t}": out[f"acc{at}/{t}"] for t in mad.tasks}
         rows.append(row)
     return rows
+
+
+def _build_text(spec, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The text proxy (compose.proxy), one training run per token budget: bits per byte on val and test."""
+    from compose.proxy import ProxyConfig, train_proxy
+
+    data = _text_data(json.dumps(payload["data"], sort_keys=True))
+    rows = []
+    for tokens in sorted(payload["budgets"]):
+        r = train_proxy(spec, data, ProxyConfig(**payload["proxy"], tokens=tokens, seed=payload["seed"]),
+                        progress=False)
+        rows.append({"pattern": key(payload["pattern"]), "budget": tokens, "seed": payload["seed"],
+                     "val_bpb": r.val_bpb, "test_val_bpb": r.test_bpb, "params": r.params,
+                     "train_s": round(r.train_s, 2)})
+    return rows
+
+
+@functools.lru_cache(maxsize=2)
+def _text_data(data_json: str):
+    """The corpus, read once per worker process (a reused worker builds many cells)."""
+    from compose.task import DataConfig, load_data
+
+    return load_data(DataConfig(**json.loads(data_json)))
 
 
 class LookupExecutor:

@@ -202,3 +202,17 @@ def test_finalists_are_re_read_with_the_other_seed_and_crowned_by_their_mean(tab
         assert len(j.nodes()) == journalled  # nothing left to do: no finalist is re-read twice
     assert main(["leaderboard", str(run)]) == 0
     assert "(mean of 2)" in capsys.readouterr().out
+
+
+def test_a_text_proxy_table_is_built_the_same_way_and_searched_by_its_own_metric(tmp_path):
+    out = tmp_path / "tables"
+    cmd = [sys.executable, str(ROOT / "bench/tabular_build.py"), "--suite", "text", "--layers", "2",
+           "--primitives", "attn,mlp", "--budgets", "4096", "--seeds", "0", "--workers", "2",
+           "--out-dir", str(out), "--build-dir", str(tmp_path / "build")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = load(str(out / "text-3x6.csv"))
+    assert t.metric == "val_bpb" and t.meta["suite"]["kind"] == "text" and t.budgets == [4096]
+    assert len(t.patterns()) == 4 and all(0 < v < 9 for v in t.mean().values())  # bits per byte of a tiny model
+    row = t.lookup(["attn", "mlp"], draw=0)
+    assert row[SCORE] == row["val_bpb"] and row[f"test_{SCORE}"] == row["test_val_bpb"]
