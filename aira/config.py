@@ -47,6 +47,17 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
         raise ConfigError(_explain(e, path)) from None
 
 
+def with_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
+    """A copy of the config dataclass `cfg` with `key=value` overrides applied, checked as load_config checks."""
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got {', '.join(map(repr, bad))}")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides))))
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e, None)) from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML file's content; ConfigError naming the file (and the line) if it is missing, binary or not YAML."""
     path = Path(path)

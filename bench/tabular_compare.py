@@ -4,10 +4,10 @@
     python bench/tabular_compare.py --table path/to/table.csv --policies random,evolutionary --seeds 20
     python bench/tabular_compare.py --policies random,evolutionary,evolutionary+surrogate
 
-A name POLICY+VARIANT runs the policy with what the variant adds: `+surrogate` ranks 8 proposals per
-step by a ridge model of the measured patterns and evaluates the best predicted (compose.surrogate).
-`asha` (successive halving) searches over all the table's budgets as rungs. `+finalists` re-reads the
-3 best once more (another measured seed) within the same budget and crowns by the mean.
+Policies are named as compose.variants names them: POLICY+EXTRA adds a method to a policy
+(`+surrogate` ranks 8 proposals per step by a ridge model of the measured patterns; `+finalists`
+re-reads the 3 best once more, another measured seed, within the same budget and crowns by the
+mean); `asha` (successive halving) climbs all the table's budgets as rungs.
 
 Each (policy, seed) is a real compose search (agents.search.Search, the built-in operators) on the
 tabular proxy: a lookup per evaluation, with one measured training seed drawn per lookup, so the
@@ -36,33 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.journal import Journal
-from agents.policies import POLICIES as POLICY_FACTORIES
+from aira.config import with_overrides
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
-from compose.surrogate import SurrogateConfig
 from compose.tabular import SCORE, key, load
+from compose.variants import variant_overrides
 
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "evolutionary+surrogate",
             "evolutionary+finalists"]
-
-
-# Variants: POLICY+VARIANT runs the policy with what the variant adds (e.g. evolutionary+surrogate).
-VARIANTS: dict[str, dict] = {
-    "surrogate": {"surrogate": {"candidates": 8, "min_points": 10}},
-    "finalists": {"search": {"finalists": 3, "finalist_evals": 1}},  # re-read the best 3 once before crowning
-}
-
-
-def split_variant(name: str) -> tuple[str, dict]:
-    """'evolutionary+surrogate' -> ('evolutionary', the config the surrogate variant sets)."""
-    policy, *extras = name.split("+")
-    settings: dict = {}
-    for extra in extras:
-        if extra not in VARIANTS:
-            raise SystemExit(f"unknown variant {extra!r} in {name!r}; known: {', '.join(VARIANTS)}")
-        settings |= VARIANTS[extra]
-    return policy, settings
 
 
 class Eval(NamedTuple):
@@ -79,26 +61,23 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
     Cost is counted in evaluations at the table's top budget: a promoted node (multi-fidelity) pays
     only the steps beyond its parent's rung, since the table's lower budgets are reads of the same
     training run; every other evaluation pays its whole budget."""
-    policy, variant = split_variant(name)
     t = load(table_name)
     space = t.meta["space"]
     top = max(t.budgets)
-    multi = getattr(POLICY_FACTORIES.get(policy), "needs_fidelities", False)
     cfg = ComposeConfig(name="tab", kind="tabular",
                         space=SearchSpace(n_layers=space["n_layers"], allowed=list(space["primitives"]),
                                           d_model=space.get("d_model", 32), max_seq_len=128,
                                           primitives=dict(space.get("primitive_settings", {}))),
-                        tabular={"table": table_name, "budget": None if multi else budget, "noise_seed": seed},
-                        rungs=list(t.budgets) if multi else [])
+                        tabular={"table": table_name, "budget": budget, "noise_seed": seed})
+    cfg = with_overrides(cfg, variant_overrides(name, rungs=t.budgets))
+    multi = bool(cfg.rungs)
+    if multi:
+        cfg.tabular["budget"] = None  # the rungs choose the budget of each read
     # A multi-fidelity search makes more, cheaper evaluations: enough for `evals` top-budget ones.
-    cfg.search.max_evals = math.ceil(evals * top / min(t.budgets)) if multi else evals
-    cfg.search.policy, cfg.search.seed = policy, seed
+    cfg.search.max_evals = math.ceil(evals * top / min(cfg.rungs)) if multi else evals
+    cfg.search.seed = seed
     cfg.search.n_agents, cfg.search.n_workers = agents, agents
     cfg.search.policy_args = dict(policy_args or {})
-    if "surrogate" in variant:
-        cfg.surrogate = SurrogateConfig(**variant["surrogate"])
-    for k, v in variant.get("search", {}).items():
-        setattr(cfg.search, k, v)
     cfg.search.max_invalid_in_a_row = 1000  # duplicates are invalid proposals; late in a small space there are many
     with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
         search = open_search(cfg, Path(d) / "run")
@@ -216,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     names = args.policies.split(",")
     for name in names:
-        split_variant(name)  # an unknown variant stops here, not after the policies before it have run
+        variant_overrides(name, rungs=table.budgets)  # an unknown one stops here, before the others run
     for policy in names:
         results[policy] = []
         for seed in range(args.seeds):
