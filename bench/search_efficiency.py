@@ -1,25 +1,31 @@
-"""Search efficiency: the best score each search policy finds for the same evaluation budget, vs random search.
+"""Search efficiency on real training: the design each policy crowns for the same budget, vs random search.
 
-    python bench/search_efficiency.py --quick --out results.json          # minutes on 2 CPU cores
-    python bench/search_efficiency.py --seeds 5 --evals 40 --parallel 8   # the MAD smoke suite, hours on CPU
+    python bench/search_efficiency.py --quick                       # a few minutes on 2 CPU cores
+    python bench/search_efficiency.py --config configs/compose/heldout.yaml \\
+        --policies random,evolutionary+surrogate --seeds 10 --evals 30 --parallel 2   # hours on CPU
 
-For every policy (random, greedy, evolutionary, mcts, tpe) and seed, one built-in search (1 agent,
-1 worker, the `none` LLM backend) runs until `--evals` candidates have been evaluated on the same
-proxy: the MAD suite (metric mad_error, lower is better) when compose.mad is importable, else the
-text proxy (val_bpb). The seed changes only the search's choices; every candidate is scored with the
-same proxy seed, so two policies that reach the same pattern get the same score.
+Each (policy, seed) is one compose search built from --config (its kind, space, proxy and budgets),
+with the policy's overrides (compose.variants names: `evolutionary+surrogate`, `random+finalists`,
+...), search.seed = the seed, and 1 agent with 1 worker. The seed changes only the search's choices:
+every candidate is trained with the config's proxy seed, so two searches that reach the same pattern
+get the same score, and scores are cached by job payload (this saves time only).
 
-Reported per policy: best-found score, mean +- std over seeds, and the ratio
-    ratio = random's best / policy's best   (per seed, paired by seed; > 1: the policy found better)
-with its mean +- std over seeds. Since the proxy is deterministic, scores are cached by payload
-under the work directory (`--no-cache` turns it off): this saves time only, it changes no number.
+What is compared is what a user would keep: the design the search crowns (compose.results.Run.scored,
+the same rule as `aira compose leaderboard`). Its quality is measured apart from the search, by
+training the crowned pattern again with --truth-seeds fresh proxy seeds (1000, 1001, ...) and taking
+the mean, so a pattern that was lucky on the search's seed does not flatter its policy. Reported per
+policy: that quality (mean and 95% t-interval over search seeds), the paired difference to random
+search with the same search seed (mean and 95% t-interval; < 0 is better for a lower-is-better
+metric), and how many seeds it won. Writes JSON and Markdown to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -28,211 +34,203 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The workers import this file for evaluate_cached; importing compose (and torch) here would cost every
-# cache hit seconds of start-up, so compose and the search are imported inside the functions that use them.
-POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe"]
-
-KNOBS = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "expansion": 2.0}, "conv": {"type": "conv"},
-         "mamba2": {"type": "mamba2"}, "gla": {"type": "gla"}}
-
-
-def mad_available() -> bool:
-    try:
-        from compose.mad import MADConfig, evaluate_mad  # noqa: F401
-    except ImportError:
-        return False
-    return True
+# Workers import this file for evaluate_cached; importing compose (and torch) at the top would cost every
+# cache hit seconds of start-up, so compose is imported inside the functions that use it.
+DEFAULT_CONFIG = ROOT / "configs/compose/heldout.yaml"
+# --quick: the held-out space cut to a few minutes (4 layers, two tasks, 40 steps on 256 examples).
+QUICK = ["space.n_layers=4", "mad.tasks=[in_context_recall,selective_copying]", "mad.steps=40", "mad.n_train=256",
+         "mad.n_test=128"]
+TRUTH_SEED = 1000  # the first fresh proxy seed of the crowned designs' re-training
 
 
-@dataclass
-class Setting:
-    """The space, proxy and budget every policy gets."""
+class CachingExecutor:
+    """A LocalExecutor whose jobs first look in a score cache keyed by the job payload (evaluate_cached)."""
 
-    proxy: str  # mad | text
-    n_layers: int
-    allowed: list[str]
-    d_model: int
-    evals: int
-    seeds: int
-    mad: dict[str, Any]
-    text: dict[str, Any]
+    def __init__(self, inner, cache_dir: Path):
+        self.inner, self.cache_dir = inner, cache_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
 
-    def task(self):
-        from compose.space import SearchSpace
-        from compose.task import ComposeTask, DataConfig
+    def submit(self, job_id: str, target: str, payload: Any, timeout_s: float | None = None) -> None:
+        job = {"cache": str(self.cache_dir), "target": target, "job": payload}
+        self.inner.submit(job_id, "bench.search_efficiency:evaluate_cached", job, timeout_s)
 
-        space = SearchSpace(n_layers=self.n_layers, allowed=list(self.allowed), d_model=self.d_model,
-                            max_params=None, max_seq_len=256, primitives={k: KNOBS[k] for k in self.allowed})
-        if self.proxy == "mad":
-            return ComposeTask(space, {}, DataConfig(), kind="mad", mad=self.mad)
-        return ComposeTask(space, self.text, DataConfig(caps_mb={"train": 0.2, "val": 0.02, "test": 0.02}))
+    def wait(self, poll_s: float = 0.05, stop_after_s: float | None = None) -> list:
+        return self.inner.wait(poll_s=poll_s, stop_after_s=stop_after_s)
 
+    def finished_result(self, job_id: str):
+        return self.inner.finished_result(job_id)
 
-def setting(quick: bool, proxy: str) -> Setting:
-    if quick:  # 3^5 = 243 patterns; two MAD tasks that separate mixers (memorization saturates here)
-        return Setting(proxy, n_layers=5, allowed=["attn", "mlp", "conv"], d_model=32, evals=10, seeds=3,
-                       mad={"tasks": ["in_context_recall", "selective_copying"], "steps": 40, "n_train": 256,
-                            "n_test": 128, "device": "cpu", "dtype": "fp32", "threads": 1},
-                       text={"tokens": 16_384, "seq_len": 64, "batch_size": 8, "eval_tokens": 4096,
-                             "device": "cpu", "dtype": "fp32", "threads": 1})
-    return Setting(proxy, n_layers=8, allowed=["attn", "mlp", "mamba2", "conv", "gla"], d_model=64, evals=40,
-                   seeds=5, mad={"preset": "smoke", "threads": 1},
-                   text={"tokens": 300_000, "seq_len": 256, "batch_size": 16, "threads": 1})
+    @property
+    def busy(self) -> int:
+        return self.inner.busy
 
-
-class CachedTask:
-    """A ComposeTask whose evaluations go through a score cache keyed by the job payload."""
-
-    target = "bench.search_efficiency:evaluate_cached"
-
-    def __init__(self, task, cache_dir: Path | None):
-        self.task, self.cache_dir = task, cache_dir
-        self.metric = task.metric
-        if cache_dir is None:
-            self.target = task.target
-
-    def param_space(self) -> dict[str, list[str]]:
-        return self.task.param_space()
-
-    def propose(self, action, rng):
-        return self.task.propose(action, rng)
-
-    def job_payload(self, node) -> dict[str, Any]:
-        payload = self.task.job_payload(node)
-        return payload if self.cache_dir is None else {"cache": str(self.cache_dir), "job": payload}
-
-    def metrics(self, value):
-        return self.task.metrics(value)
+    def shutdown(self) -> None:
+        self.inner.shutdown()
 
 
 def evaluate_cached(payload: dict[str, Any]) -> dict[str, Any]:
-    """Worker target: the cached result of compose.task:evaluate(payload["job"]), computing it if absent."""
+    """Worker target: payload["target"](payload["job"]), from the cache when that job was run before."""
     from agents.worker import write_json_atomic
 
     job = payload["job"]
     path = Path(payload["cache"]) / (hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest() + ".json")
     if path.exists():
         return json.loads(path.read_text())
-    from compose.task import evaluate
-
-    value = evaluate(job)
+    module, function = payload["target"].split(":")
+    value = getattr(importlib.import_module(module), function)(job)
     write_json_atomic(path, value)
     return value
 
 
-def run_one(s: Setting, policy: str, seed: int, work: Path, cache: Path | None) -> dict[str, Any]:
-    from agents.executor import LocalExecutor
-    from agents.search import Search, SearchConfig
+def make_config(config: str, overrides: list[str], name: str, seed: int, evals: int):
+    from aira.config import load_config, with_overrides
+    from compose.config import ComposeConfig
+    from compose.variants import variant_overrides
 
-    run_dir = work / f"{policy}-seed{seed}"
-    # One torch thread per worker; PYTHONPATH so the worker finds this file's evaluate_cached.
+    base = load_config(ComposeConfig, config, overrides)
+    cfg = with_overrides(base, variant_overrides(name, rungs=base.rungs or None))
+    cfg.search.seed, cfg.search.max_evals = seed, evals
+    cfg.search.n_agents, cfg.search.n_workers = 1, 1
+    cfg.search.max_proposals_per_agent = 20 * evals
+    cfg.proxy.threads = 1  # one torch thread per evaluation (mad too): --parallel searches share the cores
+    return cfg.check()
+
+
+def search_one(config: str, overrides: list[str], name: str, seed: int, evals: int, work: Path) -> dict[str, Any]:
+    """One search; returns the crowned pattern and what the search saw of it."""
+    from agents.executor import LocalExecutor
+    from compose.results import load_run
+    from compose.run import open_search
+
+    cfg = make_config(config, overrides, name, seed, evals)
+    run_dir = work / f"{name}-seed{seed}"
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cfg = SearchConfig(policy=policy, n_agents=1, n_workers=1, max_evals=s.evals, seed=seed,
-                       max_proposals_per_agent=20 * s.evals, eval_timeout_s=3600)
+    executor = CachingExecutor(LocalExecutor(run_dir, 1, cfg.search.eval_timeout_s, env=env,
+                                             reuse_workers=cfg.search.reuse_workers), work / "cache")
     t0 = time.time()
-    journal = Search(run_dir, CachedTask(s.task(), cache), cfg,
-                     executor=LocalExecutor(run_dir, 1, cfg.eval_timeout_s, env=env)).run()
-    metric = s.task().metric
-    done = [n for n in journal.nodes("done") if isinstance(n.metrics.get(metric), (int, float))]
-    best = min(done, key=lambda n: n.metrics[metric]) if done else None
-    return {"policy": policy, "seed": seed, "best": best.metrics[metric] if best else None,
-            "best_pattern": best.payload["pattern"] if best else None, "done": len(done),
-            "failed": len(journal.nodes("failed")), "invalid": len(journal.nodes("invalid")),
-            "wall_s": round(time.time() - t0, 1)}
+    open_search(cfg, run_dir, executor=executor).run()
+    run = load_run(run_dir)
+    scored = run.scored()
+    crowned = scored[0] if scored else None
+    return {"policy": name, "seed": seed, "pattern": crowned.payload["pattern"] if crowned else None,
+            "observed": crowned.metrics[run.metric] if crowned else None, "metric": run.metric,
+            "done": len(run.with_status("done")), "failed": len(run.with_status("failed")),
+            "invalid": len(run.with_status("invalid")), "wall_s": round(time.time() - t0, 1)}
+
+
+def truth(config: str, overrides: list[str], pattern: list[str], seeds: int, work: Path) -> float:
+    """The mean metric of `pattern` re-trained with `seeds` fresh proxy seeds (cached like the searches)."""
+    from agents.journal import Node
+    from compose.run import build_task
+
+    cfg = make_config(config, overrides, "random", 0, 1)
+    task = build_task(cfg, work)
+    values = []
+    for i in range(seeds):
+        node = Node("draft", "truth", {**task.check(pattern).payload, "eval_seed": TRUTH_SEED + i})
+        value = evaluate_cached({"cache": str(work / "cache"), "target": task.target, "job": task.job_payload(node)})
+        values.append(task.metrics(value)[task.metric])
+    return statistics.fmean(values)
+
+
+def interval(xs: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for one value)."""
+    from scipy import stats
+
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return m, 0.0
+    return m, float(stats.t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
 
 
 def summarise(runs: list[dict[str, Any]], policies: list[str]) -> dict[str, dict[str, Any]]:
-    by = {p: {r["seed"]: r["best"] for r in runs if r["policy"] == p and r["best"] is not None} for p in policies}
+    quality = {p: {r["seed"]: r["truth"] for r in runs if r["policy"] == p and r.get("truth") is not None}
+               for p in policies}
     out = {}
     for p in policies:
-        bests = list(by[p].values())
-        ratios = [by["random"][s] / b for s, b in by[p].items() if s in by.get("random", {}) and b > 0]
-        out[p] = {"best_mean": _mean(bests), "best_std": _std(bests), "ratio_mean": _mean(ratios),
-                  "ratio_std": _std(ratios), "seeds": len(bests)}
+        q = list(quality[p].values())
+        row: dict[str, Any] = {"seeds": len(q)}
+        if q:
+            row["truth_mean"], row["truth_ci95"] = interval(q)
+        diffs = [v - quality["random"][s] for s, v in quality[p].items() if s in quality["random"]]
+        if p != "random" and diffs:
+            row["diff_mean"], row["diff_ci95"] = interval(diffs)
+            row["wins"], row["paired"] = sum(d < 0 for d in diffs), len(diffs)
+        out[p] = row
     return out
 
 
-def _mean(xs: list[float]) -> float | None:
-    return statistics.mean(xs) if xs else None
-
-
-def _std(xs: list[float]) -> float | None:
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0 if xs else None
-
-
-def table(summary: dict[str, dict[str, Any]], metric: str) -> str:
-    rows = [f"| policy | best {metric} (mean ± std) | random / policy (mean ± std) | seeds |", "|---|---|---|---|"]
+def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"{meta['config']} ({' '.join(meta['overrides']) or 'as is'}): {meta['evals']} evaluations per search, "
+             f"{meta['seeds']} search seeds; crowned design re-trained with {meta['truth_seeds']} fresh seeds.", "",
+             f"| policy | crowned {meta['metric']} (mean ± 95% CI) | minus random, paired (mean ± 95% CI) | "
+             f"seeds better than random |", "|---|---|---|---|"]
     for p, r in summary.items():
-        if r["best_mean"] is None:
-            rows.append(f"| {p} | no finished evaluation | - | 0 |")
+        if "truth_mean" not in r:
+            lines.append(f"| {p} | no crowned design | - | - |")
             continue
-        ratio = "-" if r["ratio_mean"] is None else f"{r['ratio_mean']:.3f} ± {r['ratio_std']:.3f}"
-        rows.append(f"| {p} | {r['best_mean']:.4f} ± {r['best_std']:.4f} | {ratio} | {r['seeds']} |")
-    return "\n".join(rows)
+        diff = f"{r['diff_mean']:+.4f} ± {r['diff_ci95']:.4f}" if "diff_mean" in r else "-"
+        wins = f"{r['wins']} of {r['paired']}" if "wins" in r else "-"
+        lines.append(f"| {p} | {r['truth_mean']:.4f} ± {r['truth_ci95']:.4f} | {diff} | {wins} |")
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny space (5 layers), tiny proxy, 10 evals, 3 seeds")
-    ap.add_argument("--proxy", choices=["auto", "mad", "text"], default="auto",
-                    help="auto: mad when compose.mad is importable, else text")
-    ap.add_argument("--policies", default=",".join(POLICIES))
-    ap.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default 3 quick, 5 full")
-    ap.add_argument("--evals", type=int, help="evaluations per search; default 12 quick, 40 full")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="a compose config (default: the held-out space)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the config")
+    ap.add_argument("--quick", action="store_true", help="the config cut to minutes: " + " ".join(QUICK))
+    ap.add_argument("--policies", default="random,evolutionary,evolutionary+surrogate",
+                    help="compose.variants names, random included")
+    ap.add_argument("--seeds", type=int, default=None, help="search seeds 0..N-1 (default 3 quick, 10 full)")
+    ap.add_argument("--evals", type=int, default=None, help="evaluations per search (default 10 quick, 30 full)")
+    ap.add_argument("--truth-seeds", type=int, default=2, help="fresh proxy seeds the crowned designs train with")
     ap.add_argument("--parallel", type=int, default=2, help="searches at once (each runs one 1-thread worker)")
     ap.add_argument("--work-dir", help="run directories and the score cache (default: a temporary directory)")
-    ap.add_argument("--no-cache", action="store_true", help="re-train a candidate every time it is proposed")
-    ap.add_argument("--out", help="write the runs and the summary as JSON here")
-    a = ap.parse_args()
-
-    proxy = a.proxy if a.proxy != "auto" else ("mad" if mad_available() else "text")
-    if proxy == "mad" and not mad_available():
-        sys.exit("--proxy mad: compose.mad is not importable; use --proxy text")
-    s = setting(a.quick, proxy)
-    s.seeds = a.seeds or s.seeds
-    s.evals = a.evals or s.evals
+    ap.add_argument("--out", default=str(ROOT / "bench/results/search_efficiency"))
+    a = ap.parse_args(argv)
     policies = [p.strip() for p in a.policies.split(",") if p.strip()]
     if "random" not in policies:
-        sys.exit("--policies must include random: the ratios are against it")
+        sys.exit("--policies must include random: the differences are against it")
+    overrides = (QUICK if a.quick else []) + list(a.set)
+    seeds, evals = a.seeds or (3 if a.quick else 10), a.evals or (10 if a.quick else 30)
+    for p in policies:
+        make_config(a.config, overrides, p, 0, evals)  # a bad config or name stops here, before hours of training
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="aira-search-eff-"))
-    cache = None if a.no_cache else work / "cache"
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-    metric = s.task().metric
-    print(f"proxy {proxy} ({metric}), {s.n_layers} layers over {s.allowed}, {s.evals} evals x {s.seeds} seeds, "
-          f"policies {policies}, work dir {work}", flush=True)
+    print(f"{a.config} {' '.join(overrides)}: {policies}, {evals} evals x {seeds} seeds, work dir {work}", flush=True)
 
     t0 = time.time()
-    jobs = [(p, seed) for seed in range(s.seeds) for p in policies]
+    jobs = [(p, seed) for seed in range(seeds) for p in policies]
     runs = []
     # Searches in processes, not threads: Ctrl-C reaches each one, whose executor then kills its workers.
     with ProcessPoolExecutor(a.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for r in pool.map(run_one, *zip(*[(s, p, seed, work, cache) for p, seed in jobs])):
-            print(f"  {r['policy']:12s} seed {r['seed']}: best {r['best']} in {r['done']} done, {r['failed']} failed, "
-                  f"{r['invalid']} invalid, {r['wall_s']}s", flush=True)
+        for r in pool.map(search_one, *zip(*[(a.config, overrides, p, s, evals, work) for p, s in jobs])):
+            print(f"  {r['policy']:>24} seed {r['seed']}: crowned {r['pattern']} ({r['observed']}), {r['done']} done, "
+                  f"{r['failed']} failed, {r['invalid']} invalid, {r['wall_s']}s", flush=True)
             runs.append(r)
+        crowned = sorted({tuple(r["pattern"]) for r in runs if r["pattern"]})
+        values = pool.map(truth, *zip(*[(a.config, overrides, list(c), a.truth_seeds, work) for c in crowned]))
+        quality = dict(zip(crowned, values))
+    for r in runs:
+        r["truth"] = quality.get(tuple(r["pattern"])) if r["pattern"] else None
     summary = summarise(runs, policies)
-    unique = len(list(cache.glob("*.json"))) if cache is not None else None
-    wall = time.time() - t0
-    print(f"\n{table(summary, metric)}\n\nratio = random's best / policy's best, per seed; > 1: better than random."
-          f"\nwall {wall:.0f}s; candidates trained: {unique if unique is not None else 'all'} "
-          f"of {sum(r['done'] + r['failed'] for r in runs)} evaluations")
-    if a.out:
-        Path(a.out).write_text(json.dumps({
-            "setting": asdict(s), "metric": metric, "policies": policies, "runs": runs, "summary": summary,
-            "unique_candidates_trained": unique, "wall_s": wall,
+    meta = {"config": a.config, "overrides": overrides, "evals": evals, "seeds": seeds, "truth_seeds": a.truth_seeds,
+            "metric": runs[0]["metric"] if runs else "?", "wall_s": round(time.time() - t0),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_avg": os.getloadavg()},
-        }, indent=1))
-        print(f"wrote {a.out}")
+                        "load_avg": os.getloadavg()}}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs, "summary": summary}, indent=1) + "\n")
+    (out / "results.md").write_text(markdown(summary, meta))
+    print("\n" + markdown(summary, meta) + f"\nwall {meta['wall_s']} s; wrote {out}/results.{{json,md}}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""bench/search_efficiency.py: the config each policy gets, the score cache, and what is reported."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.executor import LocalExecutor
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "bench/search_efficiency.py")
+eff = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(eff)
+
+
+def test_every_policy_gets_the_same_config_but_its_own_variant_and_seed():
+    a = eff.make_config(str(eff.DEFAULT_CONFIG), eff.QUICK, "random", 3, 7)
+    b = eff.make_config(str(eff.DEFAULT_CONFIG), eff.QUICK, "evolutionary+surrogate", 3, 7)
+    assert a.space == b.space and a.mad == b.mad and a.space.n_layers == 4
+    assert (a.search.policy, b.search.policy, b.surrogate.candidates) == ("random", "evolutionary", 8)
+    assert a.search.seed == b.search.seed == 3 and a.search.max_evals == 7 and a.proxy.threads == 1
+
+
+def test_a_cached_job_is_computed_once_and_read_back(tmp_path):
+    env = {"PYTHONPATH": str(ROOT)}
+    ex = eff.CachingExecutor(LocalExecutor(tmp_path / "run", 1, 60, env=env), tmp_path / "cache")
+    ex.submit("a", "json:dumps", {"x": 1})
+    results = []
+    while len(results) < 1:
+        results += ex.wait(poll_s=0.05)
+    assert results[0].ok and results[0].value == '{"x": 1}'
+    (cached,) = (tmp_path / "cache").glob("*.json")
+    cached.write_text(json.dumps("from the cache"))
+    ex.submit("b", "json:dumps", {"x": 1})
+    results = []
+    while len(results) < 1:
+        results += ex.wait(poll_s=0.05)
+    ex.shutdown()
+    assert results[0].value == "from the cache"  # the same payload was not run again
+
+
+def test_the_paired_difference_to_random_and_its_interval():
+    runs = [{"policy": "random", "seed": s, "truth": 0.5} for s in range(4)]
+    runs += [{"policy": "evolutionary", "seed": s, "truth": 0.5 - d} for s, d in enumerate([0.1, 0.1, 0.1, -0.02])]
+    out = eff.summarise(runs, ["random", "evolutionary"])
+    assert out["evolutionary"]["diff_mean"] == pytest.approx(-0.07)
+    assert out["evolutionary"]["wins"] == 3 and out["evolutionary"]["paired"] == 4
+    assert 0.05 < out["evolutionary"]["diff_ci95"] < 0.15  # t(3) 3.18 x sd 0.06 / 2
+    md = eff.markdown(out, {"config": "c.yaml", "overrides": [], "evals": 5, "seeds": 4, "truth_seeds": 2,
+                            "metric": "mad_error"})
+    assert "| evolutionary | 0.4300 ±" in md and "3 of 4" in md
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(tmp_path):
+    assert eff.main(["--quick", "--seeds", "1", "--evals", "3", "--policies", "random,random+surrogate",
+                     "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "out"), "--parallel", "1"]) == 0
+    res = json.loads((tmp_path / "out/results.json").read_text())
+    assert all(r["truth"] is not None and r["done"] == 3 for r in res["runs"])
