@@ -167,10 +167,11 @@ def summarise(runs: list[dict[str, Any]], policies: list[str]) -> dict[str, dict
 
 
 def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [f"{meta['config']} ({' '.join(meta['overrides']) or 'as is'}): {meta['evals']} evaluations per search, "
-             f"{meta['seeds']} search seeds; crowned design re-trained with {meta['truth_seeds']} fresh seeds.", "",
-             f"| policy | crowned {meta['metric']} (mean ± 95% CI) | minus random, paired (mean ± 95% CI) | "
-             f"seeds better than random |", "|---|---|---|---|"]
+    title = (f"{meta['config']} ({' '.join(meta['overrides']) or 'as is'}): {meta['evals']} evaluations per search, "
+             f"{meta['seeds']} search seeds; crowned design re-trained with {meta['truth_seeds']} fresh seeds.")
+    head = (f"| policy | crowned {meta['metric']} (mean ± 95% CI) | minus random, paired (mean ± 95% CI) | "
+            "seeds better than random |")
+    lines = [title, "", head, "|---|---|---|---|"]
     for p, r in summary.items():
         if "truth_mean" not in r:
             lines.append(f"| {p} | no crowned design | - | - |")
