@@ -22,7 +22,6 @@ memorization (it saturates at 1.0 for any pattern with a mixer), 300 steps per t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.executor import LocalExecutor
-from compose.tabular import TABLES, build_order, enumerate_space, key, write_rows
+from compose.tabular import TABLES, build_order, enumerate_space, key, save
 
 PRIMITIVES = {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "kind": "swiglu", "hidden": 64},
               "mamba2": {"type": "mamba2", "d_state": 8, "head_dim": 16, "expand": 2}}
@@ -126,7 +125,6 @@ def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / f"{args.name}.csv", rows)
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
     if args.suite == "text":
         suite = {"kind": "text", "proxy": TEXT_PROXY, "data": {"source": "stdlib", "caps_mb": TEXT_CAPS_MB},
@@ -146,8 +144,7 @@ def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform()},
         "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    return out / f"{args.name}.csv"
+    return save(out / f"{args.name}.csv", rows, meta)
 
 
 def _cpu() -> str:

@@ -133,6 +133,15 @@ def load(name: str) -> Table:
     return Table(rows, meta)
 
 
+def save(path: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """A table: rows to path (NAME.csv), meta beside it (NAME.json); returns the CSV's path."""
+    path = Path(path)
+    write_rows(path, rows)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    load.cache_clear()  # a table read before under this name is stale now
+    return path
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rows sorted by pattern, budget, seed; columns: pattern, budget, seed, then the rest sorted."""
     rows = sorted(rows, key=lambda r: (r["pattern"], r["budget"], r["seed"]))

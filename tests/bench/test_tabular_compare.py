@@ -1,17 +1,18 @@
 """bench/tabular_compare.py: what it scores (the crowned incumbent's true mean) and that searches run on a table."""
 
-import csv
 import importlib.util
 import itertools
-import json
 from pathlib import Path
 
 import pytest
+
+from compose.tabular import save
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("tabular_compare", ROOT / "bench/tabular_compare.py")
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)
+META = {"metric": "mad_error", "space": {"n_layers": 3, "primitives": ["attn", "mlp", "mamba2"]}}
 
 
 def test_regret_follows_the_observed_incumbent_not_the_best_pattern_seen():
@@ -35,13 +36,7 @@ def test_searches_run_on_a_table_and_see_only_its_measured_values(tmp_path):
     for i, p in enumerate(itertools.product(["attn", "mlp", "mamba2"], repeat=3)):
         for seed in (0, 1):
             rows.append({"pattern": "-".join(p), "budget": 5, "seed": seed, "mad_error": i / 27 + seed / 100})
-    table = tmp_path / "syn.csv"
-    with open(table, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (tmp_path / "syn.json").write_text(json.dumps({"metric": "mad_error",
-                                                    "space": {"n_layers": 3, "primitives": ["attn", "mlp", "mamba2"]}}))
+    table = save(tmp_path / "syn.csv", rows, META)
     measured = {(r["pattern"], r["mad_error"]) for r in rows}
     for policy in ("random", "evolutionary"):
         trace = compare.run_one(str(table), policy, seed=1, evals=12, agents=1, budget=5)
@@ -71,13 +66,7 @@ def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_pat
             for budget in (100, 300):
                 rows.append({"pattern": "-".join(p), "budget": budget, "seed": seed,
                              "mad_error": i / 27 + seed / 100 + (0.2 if budget == 100 else 0.0)})
-    table = tmp_path / "mf.csv"
-    with open(table, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (tmp_path / "mf.json").write_text(json.dumps({"metric": "mad_error",
-                                                   "space": {"n_layers": 3, "primitives": ["attn", "mlp", "mamba2"]}}))
+    table = save(tmp_path / "mf.csv", rows, META)
     trace = compare.run_one(str(table), "asha", seed=0, evals=4, agents=1, budget=None)
     low = [e for e in trace if e.budget == 100]
     high = [e for e in trace if e.budget == 300]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import random
 import statistics
 from pathlib import Path
@@ -18,7 +16,7 @@ from compose.config import ComposeConfig
 from compose.run import load_run_config, open_search
 from compose.space import SearchSpace
 from compose.surrogate import PatternSurrogate, SurrogateConfig, features
-from compose.tabular import SCORE, key
+from compose.tabular import SCORE, key, save
 
 ALLOWED = ["attn", "mlp", "mamba2"]
 WEIGHTS = {"attn": -0.08, "mlp": 0.05, "mamba2": -0.02}  # the synthetic table's score: linear in counts
@@ -70,12 +68,7 @@ def synthetic_table(tmp_path_factory) -> Path:
             noise = random.Random(f"{key(list(p))}/{seed}").gauss(0, 0.01)
             rows.append({"pattern": key(list(p)), "budget": 10, "seed": seed,
                          "mad_error": true_score(list(p)) + noise})
-    with open(out / "syn.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "syn.json").write_text(json.dumps({"metric": "mad_error", "space": {"n_layers": 5, "primitives": ALLOWED}}))
-    return out / "syn.csv"
+    return save(out / "syn.csv", rows, {"metric": "mad_error", "space": {"n_layers": 5, "primitives": ALLOWED}})
 
 
 def _config(table: Path, run_dir: Path, policy: str, seed: int, evals: int, candidates: int) -> ComposeConfig:

@@ -103,14 +103,20 @@ def test_tabular_config_errors_name_what_to_change(table, tmp_path, capsys):
     assert "has budgets [4, 8], not 7" in capsys.readouterr().err
 
 
-def test_asha_reads_low_budgets_first_and_a_promotion_reads_the_same_run_further(table, tmp_path):
+def _asha_run(tmp_path: Path, table: Path, max_evals: int) -> Path:
+    """A finished asha search on the table: rungs at its two budgets, the best half climbs."""
     path = _config(tmp_path, table)
     cfg = yaml.safe_load(path.read_text())
-    cfg["search"] |= {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "max_evals": 12}
+    cfg["search"] |= {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "max_evals": max_evals}
     cfg["rungs"] = [4, 8]
     path.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     assert main(["search", str(path), f"run_dir={run}"]) == 0
+    return run
+
+
+def test_asha_reads_low_budgets_first_and_a_promotion_reads_the_same_run_further(table, tmp_path):
+    run = _asha_run(tmp_path, table, max_evals=12)
     with Journal(run / "journal.db") as j:
         done = {n.id: n for n in j.nodes("done")}
     up = [n for n in done.values() if n.operator == "promote"]
@@ -160,14 +166,7 @@ def test_on_mad_a_rung_sets_the_training_steps_of_its_evaluation():
 def test_the_leaderboard_of_a_multi_fidelity_run_ranks_its_highest_rung(table, tmp_path, capsys):
     from compose.results import load_run
 
-    path = _config(tmp_path, table)
-    cfg = yaml.safe_load(path.read_text())
-    cfg["search"] |= {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "max_evals": 9}
-    cfg["rungs"] = [4, 8]
-    path.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    assert main(["search", str(path), f"run_dir={run}"]) == 0
-    ranked = load_run(run).scored()
+    ranked = load_run(_asha_run(tmp_path, table, max_evals=9)).scored()
     assert ranked and all(n.payload["rung"] == 1 for n in ranked)
 
 
