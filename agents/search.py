@@ -148,6 +148,9 @@ class Search:
             policy_args["rungs"] = len(task.fidelities())
         if cfg.finalists and not hasattr(task, "reevaluate"):
             raise UserError("search.finalists: this task cannot re-evaluate a node with another seed; set it to 0")
+        if cfg.finalists and cfg.max_evals is not None and cfg.finalists * cfg.finalist_evals >= cfg.max_evals:
+            raise UserError(f"search.finalists x finalist_evals ({cfg.finalists} x {cfg.finalist_evals}) leaves none "
+                            f"of search.max_evals ({cfg.max_evals}) to proposals; raise max_evals or lower them")
         self.policies = {a: make_policy(cfg.policy, task.metric, **policy_args) for a in self.agents}
         # A policy that reads payloads (tpe: each node's point) gets them in the index; others get UNLOADED.
         self._keep_payloads = getattr(factory, "reads_payloads", False) or any(

@@ -215,3 +215,8 @@ def test_a_text_proxy_table_is_built_the_same_way_and_searched_by_its_own_metric
     assert len(t.patterns()) == 4 and all(0 < v < 9 for v in t.mean().values())  # bits per byte of a tiny model
     row = t.lookup(["attn", "mlp"], draw=0)
     assert row[SCORE] == row["val_bpb"] and row[f"test_{SCORE}"] == row["test_val_bpb"]
+
+
+def test_finalists_that_would_take_the_whole_budget_are_refused(table, tmp_path, capsys):
+    assert main(["search", str(_config(tmp_path, table)), "search.max_evals=3", "search.finalists=3"]) == 2
+    assert "leaves none of search.max_evals (3)" in capsys.readouterr().err
