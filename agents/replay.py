@@ -43,7 +43,9 @@ class ReplayExecutor:
         if unwaved and not evaluated:
             raise ReplayDivergence(f"{self.src} was recorded before journals kept waves (the order results came "
                                    "back in), so it cannot be replayed; re-run it to get a replayable journal")
-        self.order = sorted(evaluated + abandoned, key=lambda n: (n.started_at or 0.0, n.seq))  # submission order
+        # Submission order: in one invocation the coordinator submits each valid node as it journals it,
+        # so the journal's seq is that order exactly; started_at is wall clock, which can step back.
+        self.order = sorted(evaluated + abandoned, key=lambda n: n.seq)
         self.exhausted = False  # everything the original submitted was submitted and its waves handed back
         self.waves = sorted({n.wave for n in self.order if n.wave is not None})
         self.submitted: dict[str, Node] = {}  # replay job id -> original node
