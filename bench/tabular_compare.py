@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,6 +96,12 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
             return out
 
 
+def scored_run(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None) -> dict:
+    """run_one, scored by curves against the table's seed means (what a pool process hands back)."""
+    trace = run_one(table_name, name, seed, evals, agents, budget)
+    return curves(trace, load(table_name).mean(budget or max(load(table_name).budgets)), evals)
+
+
 def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, object]:
     """Regret of the incumbent after each unit of cost (one top-budget evaluation), and when it first
     entered the top 1% / top 10. The incumbent is what a user would crown (compose.results.Run.scored):
@@ -146,9 +154,9 @@ def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
 def write(out_dir: Path, summary: dict, meta: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "policies": summary}, indent=1) + "\n")
-    lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x {meta['evals']} evaluations, "
+    lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x a cost of {meta['evals']} evaluations, "
               f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean)."), "",
-             ("| policy | final regret (95% CI) | evals to top 1% (median) | vs random | reached | evals to top 10 "
+             ("| policy | final regret (95% CI) | cost to top 1% (median) | vs random | reached | cost to top 10 "
               "(median) | vs random | reached |"), "|---|---|---|---|---|---|---|---|"]
     for p, r in summary.items():
         lines.append(f"| {p} | {r['final_regret']:.4f} ± {r['final_regret_ci95']:.4f} | "
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evals", type=int, default=150)
     p.add_argument("--agents", type=int, default=1)
     p.add_argument("--budget", type=int, default=None, help="the table's budget to search at (default: largest)")
+    p.add_argument("--parallel", type=int, default=1, help="searches at once (processes)")
     p.add_argument("--out", default=str(ROOT / "bench/results/tabular"))
     args = p.parse_args(argv)
     table = load(args.table)
@@ -196,15 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     names = args.policies.split(",")
     for name in names:
         variant_overrides(name, rungs=table.budgets)  # an unknown one stops here, before the others run
-    for policy in names:
-        results[policy] = []
-        for seed in range(args.seeds):
-            trace = run_one(args.table, policy, seed, args.evals, args.agents, budget)
-            results[policy].append(curves(trace, mean, args.evals))
-        r = results[policy]
-        print(f"{policy:>13}: final regret {statistics.fmean(x['regret'][-1] for x in r):.4f}, "
-              f"median evals to top 1% {statistics.median(x['top1pct'] for x in r):g} "
-              f"[{time.time() - start:.0f}s]", flush=True)
+    # Searches in processes: each is a whole coordinator (SQLite journal, policy, operators) in one thread.
+    with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for policy in names:
+            jobs = [(args.table, policy, seed, args.evals, args.agents, budget) for seed in range(args.seeds)]
+            results[policy] = list(pool.map(scored_run, *zip(*jobs)))
+            r = results[policy]
+            print(f"{policy:>24}: final regret {statistics.fmean(x['regret'][-1] for x in r):.4f}, "
+                  f"median cost to top 1% {statistics.median(x['top1pct'] for x in r):g} "
+                  f"[{time.time() - start:.0f}s]", flush=True)
     summary = summarise(results, args.evals)
     meta = {"table": args.table, "budget": budget, "seeds": args.seeds, "evals": args.evals, "agents": args.agents,
             "metric": table.metric, "patterns": len(mean), "table_progress": table.meta.get("progress")}
