@@ -154,7 +154,8 @@ def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
 def write(out_dir: Path, summary: dict, meta: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "policies": summary}, indent=1) + "\n")
-    lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x a cost of {meta['evals']} evaluations, "
+    lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x a cost of "
+              f"{meta['evals']} evaluations, "
               f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean)."), "",
              ("| policy | final regret (95% CI) | cost to top 1% (median) | vs random | reached | cost to top 10 "
               "(median) | vs random | reached |"), "|---|---|---|---|---|---|---|---|"]
