@@ -117,7 +117,8 @@ class SearchConfig:
     leaderboard_size: int = 10  # top nodes handed to operators in Action.context
     # Before crowning, re-evaluate the best `finalists` nodes `finalist_evals` more times each (other
     # seeds; operator `reeval`) and rank them by their mean: one lucky seed does not win. These
-    # evaluations come out of max_evals (the proposals stop that many earlier). 0 = off.
+    # evaluations come out of max_evals (the proposals stop that many earlier). 0 = off. A search that
+    # ends on time_limit_s ends without them: time is not reserved.
     finalists: int = 0
     finalist_evals: int = 1
 
