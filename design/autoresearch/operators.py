@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 
 from design.script import operators as script_ops
-from design.script.operators import _choose, _constant_node, _scale, _step, set_constant
+from design.script.operators import choose, constant_node, scale, set_constant, step
 
 _ARITH = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
           ast.Pow: lambda a, b: a ** b, ast.FloorDiv: lambda a, b: a // b}
@@ -36,7 +36,7 @@ def _arith(node: ast.AST) -> int | float | None:
 def _halve_double(name: str, lo: int, hi: int):
     """x0.5 / x2 of an integer constant written as a literal or as arithmetic (autoresearch: `2**19`)."""
     def op(source: str, rng: random.Random, ctx: dict):
-        node = _constant_node(ast.parse(source), name)
+        node = constant_node(ast.parse(source), name)
         old = None if node is None else _arith(node.value)
         if not isinstance(old, int):
             return None
@@ -45,18 +45,18 @@ def _halve_double(name: str, lo: int, hi: int):
     return op
 
 OWN: dict[str, script_ops.Operator] = {
-    "matrix_lr": _scale("MATRIX_LR", (0.5, 2.0), 1e-5, 10.0),
-    "embedding_lr": _scale("EMBEDDING_LR", (0.5, 2.0), 1e-5, 10.0),
-    "unembedding_lr": _scale("UNEMBEDDING_LR", (0.5, 2.0), 1e-6, 10.0),
-    "scalar_lr": _scale("SCALAR_LR", (0.5, 2.0), 1e-5, 10.0),
+    "matrix_lr": scale("MATRIX_LR", (0.5, 2.0), 1e-5, 10.0),
+    "embedding_lr": scale("EMBEDDING_LR", (0.5, 2.0), 1e-5, 10.0),
+    "unembedding_lr": scale("UNEMBEDDING_LR", (0.5, 2.0), 1e-6, 10.0),
+    "scalar_lr": scale("SCALAR_LR", (0.5, 2.0), 1e-5, 10.0),
     "total_batch_size": _halve_double("TOTAL_BATCH_SIZE", 1, 1 << 24),
-    "device_batch_size": _scale("DEVICE_BATCH_SIZE", (0.5, 2.0), 1, 4096, integer=True),
-    "aspect_ratio": _choose("ASPECT_RATIO", (32, 48, 64, 96, 128)),
-    "window_pattern": _choose("WINDOW_PATTERN", ("L", "SL", "SSL", "SSSL")),
-    "adam_betas": _choose("ADAM_BETAS", ((0.8, 0.95), (0.9, 0.95), (0.9, 0.99))),
-    "warmup_ratio": _choose("WARMUP_RATIO", (0.0, 0.02, 0.05, 0.1)),
-    "final_lr_frac": _choose("FINAL_LR_FRAC", (0.0, 0.05, 0.1)),
-    "context": _step("CONTEXT", 1, 16),  # the CPU fixture's n-gram context
+    "device_batch_size": scale("DEVICE_BATCH_SIZE", (0.5, 2.0), 1, 4096, integer=True),
+    "aspect_ratio": choose("ASPECT_RATIO", (32, 48, 64, 96, 128)),
+    "window_pattern": choose("WINDOW_PATTERN", ("L", "SL", "SSL", "SSSL")),
+    "adam_betas": choose("ADAM_BETAS", ((0.8, 0.95), (0.9, 0.95), (0.9, 0.99))),
+    "warmup_ratio": choose("WARMUP_RATIO", (0.0, 0.02, 0.05, 0.1)),
+    "final_lr_frac": choose("FINAL_LR_FRAC", (0.0, 0.05, 0.1)),
+    "context": step("CONTEXT", 1, 16),  # the CPU fixture's n-gram context
 }
 
 OPERATORS: dict[str, script_ops.Operator] = {**script_ops.OPERATORS, **OWN}
@@ -64,18 +64,5 @@ OPERATORS: dict[str, script_ops.Operator] = {**script_ops.OPERATORS, **OWN}
 
 def propose_edit(source: str, rng: random.Random, allowed: list[str] | None = None, ctx: dict | None = None,
                  avoid: Callable[[str], bool] = lambda s: False, tries: int = 60) -> tuple[str, str, str] | None:
-    """(edited source, operator name, description) of one random applicable edit that `avoid` does not
-    reject; None when `tries` attempts found none. design.script.operators.propose_edit over this table."""
-    names = sorted(allowed or OPERATORS)
-    for _ in range(tries):
-        name = rng.choice(names)
-        out = OPERATORS[name](source, rng, ctx or {})
-        if out is None or out[0] == source:
-            continue
-        try:
-            ast.parse(out[0])
-        except SyntaxError:
-            continue
-        if not avoid(out[0]):
-            return out[0], name, out[1]
-    return None
+    """design.script.operators.propose_edit over this module's OPERATORS (more tries: fewer edits apply)."""
+    return script_ops.propose_edit(source, rng, allowed, ctx, avoid, tries, table=OPERATORS)

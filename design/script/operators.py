@@ -29,7 +29,7 @@ class EditError(UserError):
 # ---------------------------------------------------------------------------------------------- constants
 
 
-def _constant_node(tree: ast.Module, name: str) -> ast.Assign | None:
+def constant_node(tree: ast.Module, name: str) -> ast.Assign | None:
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
                 and node.targets[0].id == name:
@@ -39,7 +39,7 @@ def _constant_node(tree: ast.Module, name: str) -> ast.Assign | None:
 
 def get_constant(source: str, name: str):
     """The literal value of the module-level `NAME = ...`, or None (missing, or not a literal)."""
-    node = _constant_node(ast.parse(source), name)
+    node = constant_node(ast.parse(source), name)
     if node is None:
         return None
     try:
@@ -56,7 +56,7 @@ def _literal(value) -> str:
 
 def set_constant(source: str, name: str, value) -> str:
     """`source` with the value of `NAME = ...` replaced by `value` (the rest of the line kept)."""
-    node = _constant_node(ast.parse(source), name)
+    node = constant_node(ast.parse(source), name)
     if node is None:
         raise EditError(f"the script has no module-level constant {name}")
     v = node.value
@@ -75,7 +75,7 @@ def apply_overrides(source: str, overrides: dict) -> str:
     return source
 
 
-def _scale(name: str, factors: tuple[float, ...], lo: float, hi: float, integer: bool = False, multiple_of: str = ""):
+def scale(name: str, factors: tuple[float, ...], lo: float, hi: float, integer: bool = False, multiple_of: str = ""):
     def op(source: str, rng: random.Random, ctx: dict):
         old = get_constant(source, name)
         if not isinstance(old, (int, float)) or isinstance(old, bool):
@@ -98,7 +98,7 @@ def _scale(name: str, factors: tuple[float, ...], lo: float, hi: float, integer:
     return op
 
 
-def _choose(name: str, values: tuple):
+def choose(name: str, values: tuple):
     def op(source: str, rng: random.Random, ctx: dict):
         old = get_constant(source, name)
         if old is None:
@@ -109,7 +109,7 @@ def _choose(name: str, values: tuple):
     return op
 
 
-def _step(name: str, lo: int, hi: int):
+def step(name: str, lo: int, hi: int):
     def op(source: str, rng: random.Random, ctx: dict):
         old = get_constant(source, name)
         if not isinstance(old, int):
@@ -268,18 +268,18 @@ def schedule(source: str, rng: random.Random, ctx: dict):
 Operator = Callable[[str, random.Random, dict], "tuple[str, str] | None"]
 
 OPERATORS: dict[str, Operator] = {
-    "lr": _scale("LR", (0.5, 2.0), 1e-5, 0.1),
-    "width": _scale("WIDTH", (0.5, 0.75, 1.5, 2.0), 8, 4096, integer=True, multiple_of="HEAD_DIM"),
-    "depth": _step("DEPTH", 1, 32),
-    "batch_size": _scale("BATCH_SIZE", (0.5, 2.0), 1, 4096, integer=True),
-    "seq_len": _scale("TRAIN_SEQ_LEN", (0.5, 2.0), 16, 1 << 16, integer=True),
-    "mlp_ratio": _choose("MLP_RATIO", (2, 3, 4)),
-    "weight_decay": _choose("WEIGHT_DECAY", (0.0, 0.01, 0.1)),
-    "warmup": _choose("WARMUP_STEPS", (0, 10, 50, 100)),
-    "warmdown": _choose("WARMDOWN_RATIO", (0.0, 0.2, 0.5, 0.8)),
-    "beta2": _choose("ADAM_BETA2", (0.95, 0.99)),
-    "grad_clip": _choose("GRAD_CLIP", (0.0, 1.0)),
-    "init_std": _choose("INIT_STD", (0.01, 0.02, 0.04)),
+    "lr": scale("LR", (0.5, 2.0), 1e-5, 0.1),
+    "width": scale("WIDTH", (0.5, 0.75, 1.5, 2.0), 8, 4096, integer=True, multiple_of="HEAD_DIM"),
+    "depth": step("DEPTH", 1, 32),
+    "batch_size": scale("BATCH_SIZE", (0.5, 2.0), 1, 4096, integer=True),
+    "seq_len": scale("TRAIN_SEQ_LEN", (0.5, 2.0), 16, 1 << 16, integer=True),
+    "mlp_ratio": choose("MLP_RATIO", (2, 3, 4)),
+    "weight_decay": choose("WEIGHT_DECAY", (0.0, 0.01, 0.1)),
+    "warmup": choose("WARMUP_STEPS", (0, 10, 50, 100)),
+    "warmdown": choose("WARMDOWN_RATIO", (0.0, 0.2, 0.5, 0.8)),
+    "beta2": choose("ADAM_BETA2", (0.95, 0.99)),
+    "grad_clip": choose("GRAD_CLIP", (0.0, 1.0)),
+    "init_std": choose("INIT_STD", (0.01, 0.02, 0.04)),
     "mlp_act": mlp_act,
     "qk_norm": qk_norm,
     "tie_embeddings": tie_embeddings,
@@ -289,13 +289,16 @@ OPERATORS: dict[str, Operator] = {
 
 
 def propose_edit(source: str, rng: random.Random, allowed: list[str] | None = None, ctx: dict | None = None,
-                 avoid: Callable[[str], bool] = lambda s: False, tries: int = 40) -> tuple[str, str, str] | None:
-    """(edited source, operator name, description) of one random applicable edit whose result `avoid`
-    does not reject (e.g. a source already evaluated); None when `tries` attempts found none."""
-    names = sorted(allowed or OPERATORS)
+                 avoid: Callable[[str], bool] = lambda s: False, tries: int = 40,
+                 table: dict | None = None) -> tuple[str, str, str] | None:
+    """(edited source, operator name, description) of one random applicable edit from `table` (default
+    this module's OPERATORS) whose result `avoid` does not reject (e.g. a source already evaluated);
+    None when `tries` attempts found none."""
+    table = OPERATORS if table is None else table
+    names = sorted(allowed or table)
     for _ in range(tries):
         name = rng.choice(names)
-        out = OPERATORS[name](source, rng, ctx or {})
+        out = table[name](source, rng, ctx or {})
         if out is None or out[0] == source:
             continue
         try:
