@@ -22,6 +22,7 @@ memorization (it saturates at 1.0 for any pattern with a mixer), 300 steps per t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -47,26 +48,50 @@ MAD_TASKS = ["in_context_recall", "fuzzy_in_context_recall", "noisy_in_context_r
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=("mad", "text"), default="mad",
-                   help="mad: the MAD tasks (budgets in steps per task); text: the text proxy on the stdlib "
-                        "corpus (budgets in training tokens, one run per budget)")
+    p.add_argument("--suite", choices=("mad", "text"), default=None,
+                   help="mad (default): the MAD tasks (budgets in steps per task); text: the text proxy on the "
+                        "stdlib corpus (budgets in training tokens, one run per budget)")
     p.add_argument("--name", default=None, help="table name: compose/tables/NAME.csv (default SUITE-3x6)")
-    p.add_argument("--primitives", default="attn,mlp,mamba2")
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--d-model", type=int, default=32)
+    # Settings left out are those of the table NAME when it exists (a build continues as it began), else
+    # the defaults below; a setting given that differs from the existing table's is an error.
+    p.add_argument("--primitives", default=None, help="default attn,mlp,mamba2")
+    p.add_argument("--layers", type=int, default=None, help="default 6")
+    p.add_argument("--d-model", type=int, default=None, help="default 32")
     p.add_argument("--budgets", default=None, help="mad: training steps per task at which scores are read "
                    "(default 100,300); text: training tokens (default 262144)")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--tasks", default=",".join(MAD_TASKS))
+    p.add_argument("--seeds", default=None, help="default 0,1")
+    p.add_argument("--tasks", default=None, help="MAD tasks, default " + ",".join(MAD_TASKS))
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="build at most this many new cells, then stop")
     p.add_argument("--build-dir", default=None, help="job results (default runs/tabular/NAME)")
     p.add_argument("--out-dir", default=str(TABLES), help="where NAME.csv and NAME.json are written")
     p.add_argument("--status", action="store_true", help="print progress and exit")
     args = p.parse_args(argv)
-    args.name = args.name or f"{args.suite}-3x6"
-    args.budgets = args.budgets or ("100,300" if args.suite == "mad" else "262144")
+    args.name = args.name or f"{args.suite or 'mad'}-3x6"
+    settle(args, Path(args.out_dir) / f"{args.name}.json")
     return args
+
+
+def settle(args: argparse.Namespace, meta_path: Path) -> None:
+    """Fill the settings not given from the existing table's meta, or from the defaults; refuse a clash."""
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    suite = args.suite or (meta["suite"]["kind"] if meta else "mad")
+    defaults = {"suite": suite, "primitives": "attn,mlp,mamba2", "layers": 6, "d_model": 32,
+                "budgets": "100,300" if suite == "mad" else "262144", "seeds": "0,1", "tasks": ",".join(MAD_TASKS)}
+    built = {}
+    if meta:
+        space, s = meta["space"], meta["suite"]
+        built = {"suite": s["kind"], "primitives": ",".join(space["primitives"]), "layers": space["n_layers"],
+                 "d_model": space["d_model"], "seeds": ",".join(map(str, s["seeds"])),
+                 "budgets": ",".join(map(str, s.get("budgets_steps") or s.get("budgets_tokens")))}
+        if "tasks" in s:
+            built["tasks"] = ",".join(s["tasks"])
+    for name, default in defaults.items():
+        given = getattr(args, name)
+        if given is not None and name in built and str(given) != str(built[name]):
+            raise SystemExit(f"{meta_path} was built with --{name.replace('_', '-')} {built[name]}, not {given}; "
+                             f"pass the same settings, or another --name for a new table")
+        setattr(args, name, given if given is not None else built.get(name, default))
 
 
 def cells(args: argparse.Namespace) -> list[tuple[str, dict]]:

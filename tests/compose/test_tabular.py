@@ -220,3 +220,12 @@ def test_a_text_proxy_table_is_built_the_same_way_and_searched_by_its_own_metric
 def test_finalists_that_would_take_the_whole_budget_are_refused(table, tmp_path, capsys):
     assert main(["search", str(_config(tmp_path, table)), "search.max_evals=3", "search.finalists=3"]) == 2
     assert "leaves none of search.max_evals (3)" in capsys.readouterr().err
+
+
+def test_a_build_continues_with_the_tables_own_settings_and_refuses_other_ones(table, tmp_path):
+    base = [sys.executable, str(ROOT / "bench/tabular_build.py"), "--name", "tiny", "--out-dir", str(table.parent),
+            "--build-dir", str(tmp_path / "fresh"), "--status"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=300, check=False)
+    assert "18/18 cells done" in r.stdout  # layers, budgets, seeds and tasks read from tiny.json
+    r = subprocess.run([*base, "--layers", "3"], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode != 0 and "was built with --layers 2, not 3" in r.stderr
