@@ -4,6 +4,7 @@
     evolutionary+surrogate      -> ... + surrogate.candidates=8 (rank 8 proposals per step, compose.surrogate)
     random+finalists            -> ... + search.finalists=3 search.finalist_evals=1 (re-read the best 3)
     asha                        -> search.policy=asha rungs=[...] (the caller's fidelities)
+    random+surrogate.candidates=32  -> any KEY=VALUE extra is passed on as an override
 
 bench/tabular_compare.py (on a table) and bench/search_efficiency.py (real training) name policies
 this way, so a variant means the same settings in both, and the same a user would write in a config.
@@ -31,6 +32,9 @@ def variant_overrides(name: str, rungs: list[int] | None = None) -> list[str]:
             raise ConfigError(f"variant {name!r}: {policy} needs rungs (the budgets it climbs)")
         out.append(f"rungs=[{','.join(str(r) for r in rungs)}]")
     for extra in extras:
+        if "=" in extra:  # a raw override, e.g. random+surrogate.candidates=32
+            out.append(extra)
+            continue
         if extra not in EXTRAS:
             raise ConfigError(f"variant {name!r}: unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
         out += EXTRAS[extra]

@@ -11,6 +11,8 @@ def test_a_variant_is_the_policy_plus_the_settings_of_its_extras():
     cfg = with_overrides(ComposeConfig(), variant_overrides("evolutionary+surrogate+finalists"))
     assert cfg.search.policy == "evolutionary" and cfg.surrogate.candidates == 8
     assert cfg.search.finalists == 3 and cfg.search.finalist_evals == 1
+    cfg = with_overrides(ComposeConfig(), variant_overrides("random+surrogate+surrogate.candidates=32"))
+    assert cfg.surrogate.candidates == 32  # a KEY=VALUE extra applies after the named ones
     cfg = with_overrides(ComposeConfig(kind="mad"), variant_overrides("asha", rungs=[100, 300]))
     assert cfg.search.policy == "asha" and cfg.rungs == [100, 300] and cfg.kind == "mad"
 
