@@ -80,7 +80,7 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
     cfg.search.seed = seed
     cfg.search.n_agents, cfg.search.n_workers = agents, agents
     cfg.search.policy_args = dict(policy_args or {})
-    cfg.search.max_invalid_in_a_row = 1000  # duplicates are invalid proposals; late in a small space there are many
+    cfg.search.max_invalid_in_a_row = 200  # duplicates are invalid proposals; late in a small space there are many
     with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
         search = open_search(cfg, Path(d) / "run")
         search.run()
