@@ -198,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.name}: {len(done)}/{len(ids)} cells done, {len(failed)} failed ({build_dir})")
     if args.status:
         return 0
-    pending = [c for c in todo if c[0] not in done and c[0] not in failed][: args.limit]
+    # A cell that failed before is tried again: what fails a cell here is mostly the machine (a timeout
+    # while the build was paused or the box overloaded, a killed worker), not the pattern. This run's
+    # own failures are what the table's meta reports.
+    for job_id, why in failed.items():
+        print(f"  retrying {job_id} (failed before: {why})")
+    failed = {}
+    pending = [c for c in todo if c[0] not in done][: args.limit]
     started = time.time()
     try:
         queue = list(pending)
