@@ -165,12 +165,17 @@ def write(out_dir: Path, summary: dict, meta: dict) -> None:
                      f"{r['reached_top1pct']:.0%} | {r['evals_to_top10_median']:g} | "
                      f"{r.get('evals_to_top10_vs_random', float('nan')):.2f} | {r['reached_top10']:.0%} |")
     (out_dir / "compare.md").write_text("\n".join(lines) + "\n")
+    plot(out_dir / "regret.png", summary, meta)
+
+
+def plot(path: Path, summary: dict, meta: dict) -> None:
+    """Regret against cost per policy, mean and 95% band; the legend beside the axes (many policies)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     for p, r in summary.items():
         x = range(1, len(r["regret_mean"]) + 1)
         lo = [m - h for m, h in zip(r["regret_mean"], r["regret_ci95"])]
@@ -181,10 +186,26 @@ def write(out_dir: Path, summary: dict, meta: dict) -> None:
     ax.set_ylabel(f"regret ({meta['metric']})")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_title(f"{meta['table']}: incumbent regret, mean and 95% CI over {meta['seeds']} seeds")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(out_dir / "regret.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def replot(paths: list[str], names: list[str] | None, out: Path) -> None:
+    """One regret plot from earlier runs' compare.json (policies in the order asked; the first run that
+    has a policy gives its curve), e.g. to show a chosen few of two batches together."""
+    runs = [json.loads((Path(p) / "compare.json" if Path(p).is_dir() else Path(p)).read_text()) for p in paths]
+    merged: dict = {}
+    for r in runs:
+        for name, row in r["policies"].items():
+            merged.setdefault(name, row)
+    names = names or list(merged)
+    missing = [n for n in names if n not in merged]
+    if missing:
+        raise SystemExit(f"--replot: {', '.join(missing)} in none of {', '.join(paths)}")
+    plot(out, {n: merged[n] for n in names}, runs[0]["meta"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=None, help="the table's budget to search at (default: largest)")
     p.add_argument("--parallel", type=int, default=1, help="searches at once (processes)")
     p.add_argument("--out", default=str(ROOT / "bench/results/tabular"))
+    p.add_argument("--replot", nargs="+", metavar="DIR_OR_JSON",
+                   help="no searches: plot --policies (default all) from earlier compare.json files to --out (a .png)")
     args = p.parse_args(argv)
+    if args.replot:
+        chosen = args.policies.split(",") if args.policies != ",".join(POLICIES) else None
+        replot(args.replot, chosen, Path(args.out))
+        return 0
     table = load(args.table)
     budget = args.budget or max(table.budgets)
     mean = table.mean(budget)

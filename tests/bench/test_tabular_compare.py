@@ -85,3 +85,17 @@ def test_a_finalist_read_again_is_crowned_by_its_mean_read():
     # "a" was lucky once (0.10); read again (0.30) its mean 0.20 loses to "b" (0.15), the better pattern.
     out = compare.curves([E("a", 0.10, 5, 1.0), E("b", 0.15, 5, 1.0), E("a", 0.30, 5, 1.0)], mean, evals=3)
     assert out["regret"] == pytest.approx([0.1, 0.1, 0.0]) and out["top1pct"] == 3
+
+
+def test_replot_draws_chosen_policies_of_earlier_runs_and_names_a_missing_one(tmp_path):
+    row = compare.summarise({"random": [compare.curves([compare.Eval("a", 0.1, 5, 1.0)], {"a": 0.1, "b": 0.0}, 2)]},
+                            2)["random"]
+    meta = {"table": "t", "budget": 5, "seeds": 1, "evals": 2, "agents": 1, "metric": "mad_error"}
+    compare.write(tmp_path / "one", {"random": row}, meta)
+    compare.write(tmp_path / "two", {"greedy": row}, meta)
+    out = tmp_path / "both.png"
+    assert compare.main(["--replot", str(tmp_path / "one"), str(tmp_path / "two"), "--policies", "greedy,random",
+                         "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    with pytest.raises(SystemExit, match="tpe in none of"):
+        compare.main(["--replot", str(tmp_path / "one"), "--policies", "tpe", "--out", str(out)])
