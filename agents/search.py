@@ -159,8 +159,10 @@ class Search:
         self.in_flight: dict[str, _Flight] = {}  # node id -> the node being evaluated
         self.on_event = on_event or (lambda kind, node: None)
         # A task may watch the journal (compose's surrogate learns from finished nodes): observe(node) on
-        # every node when it is journalled and when it finishes, and on every node of a resumed journal.
-        self._observe: Callable[[Node], None] | None = getattr(task, "observe", None)
+        # every node when it is journalled and when it finishes, and on every node of a resumed journal;
+        # a task whose `observes` is false (compose without a surrogate) is not asked.
+        observes = getattr(task, "observes", True)
+        self._observe: Callable[[Node], None] | None = getattr(task, "observe", None) if observes else None
         self._elapsed_before, self._started, self._wave = 0.0, 0.0, 0
         self._index: _Index | None = None  # read from the journal by run() (or the first evaluations())
 

@@ -74,6 +74,12 @@ class ComposeTask:
         # table's budget read). Empty: every evaluation at the config's one budget.
         self.rungs = list(rungs or [])
 
+    @property
+    def observes(self) -> bool:
+        """Whether agents.search should call observe: only a surrogate learns from it (a resumed search
+        reads every payload back for it, so it is not asked for without one)."""
+        return self.surrogate is not None
+
     def observe(self, node: Node) -> None:
         """Called by agents.search for every node it journals and again when it finishes (hidden metrics
         stripped): the keys it holds, and the measured patterns the surrogate learns from."""
