@@ -66,6 +66,10 @@ class ReplayExecutor:
     def finished_result(self, job_id: str) -> JobResult | None:
         return None
 
+    def expects_more(self) -> bool:
+        """Whether the original submitted more than the replay has so far."""
+        return len(self.submitted) < len(self.order)
+
     def wait(self, poll_s: float = 0.0, stop_after_s: float | None = None) -> list[JobResult]:
         pending = [w for w in self.waves if any(n.wave == w and n.id not in self.returned for n in self.order)]
         if not pending:

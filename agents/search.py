@@ -300,6 +300,8 @@ class Search:
         The finalists are the leaderboard's best, which re-evaluations never enter."""
         if not self._reserved() or self._out_of_time() or getattr(self.executor, "exhausted", False):
             return 0
+        if not getattr(self.executor, "expects_more", lambda: True)():
+            return 0  # a replay whose original stopped (its time ran out) before re-evaluating
         have = Counter(n.parent_ids[0] for a in self._index.agents.values() for n in a.nodes
                        if n.operator == "reeval" and n.parent_ids)
         submitted = 0
@@ -328,6 +330,8 @@ class Search:
         plans = []
         for agent in agents:
             mine = list(self._index.agents[agent].nodes)  # visible already; a copy the policy may keep
+            if self.cfg.finalists:  # re-reads of finalists are not the agent's proposals (resumed with more budget)
+                mine = [n for n in mine if n.operator != "reeval"]
             # One stream per (seed, agent, step): a resumed or replayed search makes the same choices.
             rng = random.Random(f"{self.cfg.seed}/{agent}/{len(mine)}")
             action = self.policies[agent].next(mine, rng)
@@ -464,7 +468,8 @@ class _Index:
         mine = self.agents.setdefault(node.agent_id, _Agent())
         mine.nodes.append(node)
         mine.count(node, +1)
-        mine.invalid_run = mine.invalid_run + 1 if node.status == "invalid" else 0
+        if node.operator != "reeval":  # a finalist's re-read says nothing of the agent's proposing
+            mine.invalid_run = mine.invalid_run + 1 if node.status == "invalid" else 0
         if node.key is not None:
             self.keys.setdefault(node.key, node.seq)
         return len(mine.nodes) - 1

@@ -65,7 +65,6 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
     training run; every other evaluation pays its whole budget."""
     t = load(table_name)
     space = t.meta["space"]
-    top = max(t.budgets)
     cfg = ComposeConfig(name="tab", kind="tabular",
                         space=SearchSpace(n_layers=space["n_layers"], allowed=list(space["primitives"]),
                                           d_model=space.get("d_model", 32), max_seq_len=128,
@@ -73,6 +72,7 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
                         tabular={"table": table_name, "budget": budget, "noise_seed": seed})
     cfg = with_overrides(cfg, variant_overrides(name, rungs=t.budgets))
     multi = bool(cfg.rungs)
+    top = max(t.budgets) if multi else (budget or max(t.budgets))  # the cost unit: one read at this budget
     if multi:
         cfg.tabular["budget"] = None  # the rungs choose the budget of each read
     # A multi-fidelity search makes more, cheaper evaluations: enough for `evals` top-budget ones.
@@ -105,8 +105,8 @@ def scored_run(table_name: str, name: str, seed: int, evals: int, agents: int, b
 def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, object]:
     """Regret of the incumbent after each unit of cost (one top-budget evaluation), and when it first
     entered the top 1% / top 10. The incumbent is what a user would crown (compose.results.Run.scored):
-    among the patterns read at the highest budget reached so far, the best mean observed score (a
-    re-evaluated finalist is ranked by the mean of its reads)."""
+    among the patterns read at the highest budget reached so far, the best observed score; once
+    finalists have been re-read, the best mean among them."""
     ranked = sorted(mean.values())
     best, top1 = ranked[0], ranked[max(0, math.ceil(0.01 * len(ranked)) - 1)]
     top10 = ranked[min(9, len(ranked) - 1)]
@@ -122,7 +122,8 @@ def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, o
                 level, reads = e.budget, {}
             if e.budget == level:
                 reads.setdefault(e.pattern, []).append(e.score)
-                inc = min(reads, key=lambda p: (statistics.fmean(reads[p]), p))
+                # As Run.scored: patterns read more than once (re-read finalists) are crowned first.
+                inc = min(reads, key=lambda p: (len(reads[p]) == 1, statistics.fmean(reads[p]), p))
         true = mean.get(inc, ranked[-1]) if inc else ranked[-1]
         regret.append(true - best)
         if true <= top1 and first["top1pct"] > evals:

@@ -98,6 +98,8 @@ class ComposeConfig:
                               f"per rung; kind tabular: budgets of the table)")
         if self.kind not in ("mad", "tabular"):
             raise ConfigError(f"rungs: supported for kind mad and tabular, not {self.kind!r}")
+        if self.search.finalists:  # the leaderboard mixes rungs; the crowning ranks the highest rung only
+            raise ConfigError("search.finalists with a multi-fidelity policy is not supported yet; set it to 0")
         if (not all(isinstance(r, int) and r > 0 for r in self.rungs) or len(self.rungs) < 2
                 or sorted(set(self.rungs)) != list(self.rungs)):
             raise ConfigError(f"rungs: needs two or more increasing positive step counts, got {self.rungs}")

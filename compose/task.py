@@ -146,7 +146,8 @@ class ComposeTask:
             choice.payload["surrogate"] = {"predicted": float(predicted[best]), "candidates": len(new),
                                            "observed": len(self.surrogate)}
             choice.payload["plan"] += f"; surrogate: best predicted of {len(new)} new candidates"
-        self._seen.add(choice.key)
+        # _seen is not written here: agents propose concurrently, and the search's own dedup at commit
+        # (in agent order) settles two agents choosing the same candidate, the same way every time.
         return choice
 
     def _operator(self, action: Action, rng: random.Random) -> Proposal:

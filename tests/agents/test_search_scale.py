@@ -144,3 +144,18 @@ def test_the_leaderboard_keeps_journal_best_order(tmp_path):
         n = j.add(Node("draft", "a", {"i": i}, status=status, metrics=metrics))
         board.offer(n)
         assert [x.id for x in board.nodes()] == [x.id for x in j.best("loss", n=5)], i
+
+
+def test_a_finalists_re_read_does_not_restart_an_agent_that_stopped_on_invalid_proposals():
+    from agents.journal import Node
+    from agents.search import Leaderboard, _Agent, _Index
+
+    index = _Index({"a": _Agent()}, Leaderboard("loss", 3))
+    for i, status in enumerate(["invalid", "invalid"]):
+        n = Node("draft", "a", {}, status=status)
+        n.seq = i
+        index.add(n)
+    reread = Node("reeval", "a", {}, status="pending")
+    reread.seq = 2
+    index.add(reread)
+    assert index.agents["a"].invalid_run == 2

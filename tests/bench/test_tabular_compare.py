@@ -79,12 +79,14 @@ def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_pat
             assert sorted(x.score for x in before).index(mine) < len(before) // 3
 
 
-def test_a_finalist_read_again_is_crowned_by_its_mean_read():
+def test_finalists_read_again_are_crowned_by_their_mean_reads():
     mean = {"a": 0.2, "b": 0.1, **{f"z{i}": 0.5 + i / 1000 for i in range(98)}}
     E = compare.Eval
-    # "a" was lucky once (0.10); read again (0.30) its mean 0.20 loses to "b" (0.15), the better pattern.
-    out = compare.curves([E("a", 0.10, 5, 1.0), E("b", 0.15, 5, 1.0), E("a", 0.30, 5, 1.0)], mean, evals=3)
-    assert out["regret"] == pytest.approx([0.1, 0.1, 0.0]) and out["top1pct"] == 3
+    # "a" was lucky once (0.10); its re-read (0.30) makes it the only finalist so far, so it stays crowned
+    # (as Run.scored crowns); once "b" is re-read too (0.16), its mean 0.155 beats a's 0.20.
+    trace = [E("a", 0.10, 5, 1.0), E("b", 0.15, 5, 1.0), E("a", 0.30, 5, 1.0), E("b", 0.16, 5, 1.0)]
+    out = compare.curves(trace, mean, evals=4)
+    assert out["regret"] == pytest.approx([0.1, 0.1, 0.1, 0.0]) and out["top1pct"] == 4
 
 
 def test_replot_draws_chosen_policies_of_earlier_runs_and_names_a_missing_one(tmp_path):

@@ -134,6 +134,7 @@ def test_asha_reads_low_budgets_first_and_a_promotion_reads_the_same_run_further
     ({"search": {"policy": "asha"}}, "needs `rungs"),
     ({"search": {"policy": "asha"}, "rungs": [4, 16]}, "not [16]"),
     ({"search": {"policy": "asha"}, "rungs": [8, 4]}, "increasing"),
+    ({"search": {"policy": "asha", "finalists": 1}, "rungs": [4, 8]}, "finalists with a multi-fidelity policy"),
 ])
 def test_rung_settings_that_cannot_work_are_config_errors(table, tmp_path, capsys, change, message):
     path = _config(tmp_path, table)
