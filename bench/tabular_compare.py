@@ -98,8 +98,8 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
 
 def scored_run(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None) -> dict:
     """run_one, scored by curves against the table's seed means (what a pool process hands back)."""
-    trace = run_one(table_name, name, seed, evals, agents, budget)
-    return curves(trace, load(table_name).mean(budget or max(load(table_name).budgets)), evals)
+    table = load(table_name)
+    return curves(run_one(table_name, name, seed, evals, agents, budget), table.mean(budget), evals)
 
 
 def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, object]:
