@@ -93,6 +93,9 @@ def _print_leaderboard(run_dir: Path, top: int, show_test: bool) -> None:
     counts = Counter(n.status for n in run.nodes)
     print(f"{counts['done']} done, {counts['failed']} failed, {counts['invalid']} invalid, "
           f"{counts['running'] + counts['pending']} unfinished")
+    if run.finalists_pending():
+        print("the finalists' re-evaluation is unfinished: ranked by single reads until "
+              f"'aira compose resume {run_dir}' completes it")
     if not nodes:
         print("no finished evaluation yet")
         return

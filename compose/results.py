@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,15 +67,18 @@ class Run:
         - multi-fidelity (`rungs`): only the highest rung reached is ranked; lower rungs trained less.
         - re-evaluated finalists (search.finalists): each is ranked by the mean over its evaluations
           (metrics replaced by the means, `evals` = how many), ahead of every node evaluated once;
-          the re-evaluations themselves are not entries.
+          the re-evaluations themselves are not entries. Only once the phase is complete: while
+          `finalists_pending()` (a run killed in the middle of it), every node is ranked by its own read,
+          so a half-re-read finalist is never crowned on fewer reads than its rivals get.
         """
         done = [n for n in self.with_status("done") if _is_number(n.metrics.get(self.metric))]
         if self.config.get("rungs") and done:
             top = max(map(_rung, done))
             done = [n for n in done if _rung(n) == top]
         rereads: dict[str, list[Node]] = {}
+        complete = not self.finalists_pending()
         for n in done:
-            if n.operator == "reeval" and n.parent_ids:
+            if n.operator == "reeval" and n.parent_ids and complete:
                 rereads.setdefault(n.parent_ids[0], []).append(n)
         sign = 1.0 if self.minimize else -1.0
         finalists, once = [], []
@@ -90,6 +94,21 @@ class Run:
             return sign * n.metrics[self.metric], n.seq
 
         return sorted(finalists, key=order) + sorted(once, key=order)
+
+    def finalists_pending(self) -> bool:
+        """Whether a finalists phase (search.finalists) has begun and not ended: a re-read is still pending
+        or running, or some finalist has fewer than search.finalist_evals of them. `resume` finishes it."""
+        reevals = [n for n in self.nodes if n.operator == "reeval" and n.parent_ids]
+        if not reevals:
+            return False
+        if not all(n.finished for n in reevals):
+            return True
+        search = self.config.get("search") or {}
+        per_finalist = Counter(n.parent_ids[0] for n in reevals)
+        if min(per_finalist.values()) < int(search.get("finalist_evals", 1)):
+            return True
+        candidates = sum(n.status == "done" and n.operator != "reeval" for n in self.nodes)
+        return len(per_finalist) < min(int(search.get("finalists", 0)), candidates)
 
     def test_metric(self) -> str | None:
         """The hidden-test counterpart of the metric (val_bpb -> test_bpb), if any done node has one."""

@@ -234,7 +234,9 @@ class ComposeTask:
         reseed = node.payload.get("eval_seed", 0)  # a finalist's re-evaluation: another training seed
         if self.kind == "mad":
             mad = {**self.mad, "steps": self._steps(node)} if self.rungs else dict(self.mad)
-            if reseed:
+            if reseed:  # another init and batch order on the same data: the finalist's reads share a test set
+                if mad.get("data_seed") is None:
+                    mad["data_seed"] = mad.get("seed", 0)
                 mad["seed"] = mad.get("seed", 0) + reseed
             return {"kind": "mad", "spec": node.payload["spec"], "mad": mad}
         proxy = {**self.proxy, "seed": self.proxy.get("seed", 0) + reseed} if reseed else self.proxy

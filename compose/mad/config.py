@@ -107,6 +107,9 @@ class MADConfig:
     warmup_frac: float = 0.05  # of the steps; then cosine decay to zero
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     seed: int = 0  # model init, batch order and data (train, val and test use different derived seeds)
+    # The data alone (train, val and test); None: `seed`. A finalist's re-evaluation changes `seed` but
+    # keeps this, so its reads are averaged over training noise on the same val and test sets.
+    data_seed: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's current setting
     dtype: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA and on CPUs with native bf16
@@ -146,6 +149,9 @@ class MADConfig:
             problems.append(f"grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             problems.append(f"seed: must be an integer >= 0, got {self.seed!r}")
+        if self.data_seed is not None and (not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool)
+                                           or self.data_seed < 0):
+            problems.append(f"data_seed: must be an integer >= 0 or null (= seed), got {self.data_seed!r}")
         problems += runtime.problems(str(self.device), self.dtype, self.threads)
         if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in self.eval_steps):
             problems.append(f"eval_steps: must be positive step counts, got {self.eval_steps!r}")

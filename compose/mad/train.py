@@ -121,10 +121,11 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
     """Train a fresh model of `spec` on task `name`; its val and test accuracy, final loss and timing."""
     task = get_task(name)
     task_cfg, budget = cfg.resolve(name)
-    x_train, y_train = generate(name, task_cfg, budget.n_train, split_seed(cfg.seed, name, "train"),
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    x_train, y_train = generate(name, task_cfg, budget.n_train, split_seed(data_seed, name, "train"),
                                 train=True)
-    x_val, y_val = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "val"))
-    x_test, y_test = generate(name, task_cfg, budget.n_test, split_seed(cfg.seed, name, "test"))
+    x_val, y_val = generate(name, task_cfg, budget.n_test, split_seed(data_seed, name, "val"))
+    x_test, y_test = generate(name, task_cfg, budget.n_test, split_seed(data_seed, name, "test"))
 
     task_spec = spec.replace(vocab_size=task_cfg.vocab_size, max_seq_len=task_cfg.seq_len)
     torch.manual_seed(cfg.seed)
@@ -232,7 +233,7 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
         "train_s": sum(r["train_s"] for r in per_task.values()),
         "wall_s": time.perf_counter() - t_start,
         "peak_mem_bytes": runtime.peak_memory(device), "device": str(device), "dtype": dtype,
-        "mad": {"preset": cfg.preset, "seed": cfg.seed, "tasks": cfg.describe()},
+        "mad": {"preset": cfg.preset, "seed": cfg.seed, "data_seed": cfg.data_seed, "tasks": cfg.describe()},
     }
     return out
 

@@ -394,3 +394,34 @@ def test_eval_steps_read_a_lower_fidelity_without_changing_the_run():
     assert 0.0 <= read["mad_error@10"] <= 1.0 and "acc@10/memorization" in read and "test_mad_error@10" in read
     with pytest.raises(MADError, match="eval_steps: \\[50\\] past"):
         MADConfig(**base, eval_steps=[50])
+
+
+def test_data_seed_keeps_the_data_while_seed_changes_the_training(monkeypatch):
+    """A finalist's re-evaluation trains with another seed on the same data (compose.task.job_payload),
+    so the reads it averages share their val and test sets."""
+    import compose.mad.train as train
+    from agents.journal import Node
+    from compose.space import SearchSpace
+    from compose.task import ComposeTask, DataConfig
+
+    drawn: list[list[int]] = []
+    real = train.generate
+    monkeypatch.setattr(train, "generate", lambda *a, **k: (drawn.append(list(a[3])), real(*a, **k))[1])
+    base = dict(tasks=["compression"], steps=1, n_train=16, n_test=8, device="cpu", dtype="fp32", threads=1)
+
+    def data_of(**seeds) -> list[list[int]]:
+        drawn.clear()
+        evaluate_mad(tiny(["attn", "mlp"]), MADConfig(**base, **seeds))
+        return list(drawn)
+
+    assert len(data_of(seed=0)) == 3  # train, val, test
+    assert data_of(seed=3, data_seed=0) == data_of(seed=0)
+    assert data_of(seed=3) != data_of(seed=0)
+
+    task = ComposeTask(SearchSpace(n_layers=2, allowed=["attn", "mlp"]), {}, DataConfig(), kind="mad",
+                       mad={"tasks": ["compression"], "seed": 5})
+    node = Node("draft", "a", task.check(["attn", "mlp"]).payload, status="done", metrics={"mad_error": 0.5})
+    again = Node("reeval", "a", task.reevaluate(node, 2).payload, [node.id])
+    assert task.job_payload(again)["mad"] == {"tasks": ["compression"], "seed": 7, "data_seed": 5}
+    with pytest.raises(MADError, match="data_seed"):
+        MADConfig(**base, data_seed=-1)

@@ -197,9 +197,19 @@ def test_finalists_are_re_read_with_the_other_seed_and_crowned_by_their_mean(tab
         assert n.metrics["evals"] == 2
         assert n.metrics[SCORE] == pytest.approx(t.mean(8)["-".join(n.payload["pattern"])])
     assert all("evals" not in n.metrics for n in crowned[2:]) and len(crowned) == 5
+    # As if killed in the middle of the phase (one re-read still running): no finalist is crowned on
+    # fewer reads than planned; every node ranks by its own read until the resume finishes the phase.
+    with Journal(run / "journal.db") as j:
+        j.update(rereads[0].id, status="running")
+    half = load_run(run)
+    assert half.finalists_pending() and [n.id for n in half.scored()] == [n.id for n in first]
+    assert main(["leaderboard", str(run)]) == 0
+    assert "re-evaluation is unfinished" in capsys.readouterr().out
     assert main(["resume", str(run), "search.max_evals=7", "search.finalists=2", "search.finalist_evals=1"]) == 0
     with Journal(run / "journal.db") as j:
-        assert len(j.nodes()) == journalled  # nothing left to do: no finalist is re-read twice
+        assert len(j.nodes()) == journalled  # the running re-read was finished, no finalist is re-read twice
+    assert not load_run(run).finalists_pending()
+    assert [n.id for n in load_run(run).scored()] == [n.id for n in crowned]
     assert main(["leaderboard", str(run)]) == 0
     assert "(mean of 2)" in capsys.readouterr().out
 
