@@ -74,8 +74,10 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], t: dict[str, An
             if step % max(1, t["steps"] // 20) == 0:
                 curve.append((step, round(loss.item(), 5)))
             step += 1
+            if step == 1:  # the first step also pays one-off set-up (allocator, kernels): a fixed cost
+                first_step_s = time.time() - start
     return {"steps": step, "loss_curve": curve, "train_s": round(time.time() - start, 3),
-            "stopped_by_time": step < t["steps"]}
+            "first_step_s": round(first_step_s, 3) if step else None, "stopped_by_time": step < t["steps"]}
 
 
 @torch.no_grad()
@@ -110,7 +112,11 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                              "(role = \"sequence\")")
         knobs = payload.get("knobs") or {}
         cfg = pcls.Config(**knobs)
-        report = validate(pcls, cfg, ValidationSpec(**payload["validation"]))
+        # The GPU when there is one (bf16 autocast there, fp32 on the CPU), unless the payload says cpu.
+        # The battery's speed, growth and overfit checks run there too: "n times slower than attention"
+        # should be measured on the device that trains, and there they are cheapest.
+        device = torch.device("cuda" if payload.get("device", "auto") != "cpu" and torch.cuda.is_available() else "cpu")
+        report = validate(pcls, cfg, ValidationSpec(**{"device": device.type, **payload["validation"]}))
         result: dict[str, Any] = {"validation": report.to_dict(), "name": pcls.name,
                                   "validate_s": round(time.time() - start, 3)}
         if not report.ok:
@@ -119,15 +125,15 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         spec = skeleton_spec(pcls.name, knobs, payload["skeleton"])
         model = build_model(spec, task, payload["skeleton"].get("pooling") or "mean")
         result["params"] = sum(p.numel() for p in model.parameters())
-        # The GPU when there is one (bf16 autocast there, fp32 on the CPU), unless the payload says cpu.
-        device = torch.device("cuda" if payload.get("device", "auto") != "cpu" and torch.cuda.is_available() else "cpu")
         model.to(device)
         result["device"] = device.type
         train_data = torch.load(data_dir / "train.pt", weights_only=True)
         result["train"] = train(model, train_data, payload["train"], deadline, device)
+        predicted = time.time()
         result["predictions"] = {
             split: predict(model, torch.load(data_dir / f"{split}.pt", weights_only=True), payload["eval_batch_size"],
                            device)
             for split in payload["splits"]}
+        result["predict_s"] = round(time.time() - predicted, 3)
     result["wall_s"] = round(time.time() - start, 3)
     return result

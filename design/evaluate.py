@@ -172,6 +172,7 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     if not report.get("ok"):
         raise CandidateFailed(f"validation:{report.get('failed_check', '?')}", str(report.get("message", report)))
     out: dict[str, Any] = {"params": value.get("params"), "validate_s": value.get("validate_s"),
+                           "predict_s": value.get("predict_s"),
                            "wall_s": res.wall_s, "peak_rss_mb": res.peak_rss_mb, "validation": report,
                            "isolation": res.isolation, **(value.get("train") or {}), **tails}
     for split in child["splits"]:

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu_check import machine, parts, report
+from bench.gpu_check import cli, machine, parts, report
 from bench.gpu_check.runner import (
     Context,
     Interrupted,
@@ -84,7 +84,7 @@ def test_plan_lists_every_part_with_its_cap_and_command_and_unknown_parts_are_re
     for part in parts.PARTS:
         assert f"| {part.name} | {part.cap_s:.0f} |" in p.stdout
     assert "bench/pretrain_throughput.py --preset llama3.2-1b --zero 3" in p.stdout
-    assert sum(x.cap_s for x in parts.PARTS) <= 480 - 15  # the stated plan: caps fit the default budget
+    assert sum(x.cap_s for x in parts.PARTS) <= cli.DEFAULT_BUDGET_S - 15  # the stated plan: caps fit the default budget
     bad = subprocess.run([PY, "-m", "bench.gpu_check", "--parts", "tests,nonsense"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "nonsense" in bad.stderr and "pretrain-1b-zero1" in bad.stderr
@@ -339,7 +339,7 @@ def test_the_cli_runs_the_tests_part_and_writes_the_report(tmp_path):
                         "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        check=False)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stdout.startswith("gpu-check: 1 ok, 8 skipped")
+    assert p.stdout.startswith(f"gpu-check: 1 ok, {len(parts.PARTS) - 1} skipped")
     data = json.loads((out / report.JSON_NAME).read_text())
     status = {x["name"]: (x["status"], x["reason"]) for x in data["parts"]}
     assert status.pop("tests") == ("ok", "")
@@ -370,3 +370,17 @@ def test_every_real_part_runs_end_to_end_at_toy_sizes_on_a_cpu(tmp_path):
     assert {f["part"] for f in data["figures"]} == {x.name for x in parts.PARTS}
     assert (out / report.MD_NAME).read_text().count("Command: `") >= len(parts.PARTS)
     assert (out / "gpu-check.log").is_file()
+
+
+def test_design_cost_splits_a_candidates_time_into_fixed_cost_and_steps():
+    from bench.gpu_check.design_cost import cost_of
+
+    # 10 steps of 0.5 s after a 2 s first step (1.5 s of it one-off), 1 s of prediction, 20 s in the worker
+    c = cost_of({"eval_s": 20.0, "train_s": 6.5, "first_step_s": 2.0, "predict_s": 1.0, "steps": 10,
+                 "validate_s": 3.0})
+    assert c["step_s"] == pytest.approx(0.5)
+    assert c["fixed_s"] == pytest.approx(20.0 - 1.0 - 10 * 0.5)  # 14 s, the first step's extra 1.5 s included
+    assert c["short_eval_s"] == pytest.approx(14.0 + 300 * 0.5 + 1.0)
+    assert c["share"] == pytest.approx(14.0 / 165.0)
+    assert cost_of({"eval_s": 5.0, "validate_s": 3.0}) is None  # failed before training
+    assert cost_of({"eval_s": 5.0, "train_s": 1.0, "first_step_s": 1.0, "predict_s": 0.1, "steps": 1}) is None
