@@ -248,9 +248,20 @@ def surrogate(means: dict[str, float], primitives: list[str], k: int = 5, seed: 
             for name, blocks in FEATURE_SETS.items()}
 
 
-def versus(mine: dict[str, float], other: dict[str, float]) -> dict[str, Any]:
+def versus(mine: dict[str, float], other: dict[str, float], primitives: list[str]) -> dict[str, Any]:
+    """Rank agreement on the patterns both tables hold, and why they disagree: per primitive, the
+    Spearman of its count in a pattern with each table's score, and the top 10%'s mean counts in each."""
     common = sorted(set(mine) & set(other))
-    return {"n": len(common), "spearman": _spearman([mine[k] for k in common], [other[k] for k in common])}
+    out: dict[str, Any] = {"n": len(common),
+                           "spearman": _spearman([mine[k] for k in common], [other[k] for k in common])}
+    if len(common) < 2 * round(1 / TOP_FRAC):
+        return out
+    counts = {p: [k.split("-").count(p) for k in common] for p in primitives}
+    out["count_spearman"] = {p: {"mine": _spearman(c, [mine[k] for k in common]),
+                                 "other": _spearman(c, [other[k] for k in common])} for p, c in counts.items()}
+    out["top_counts"] = {side: composition(top_set({k: d[k] for k in common}), primitives)["mean_count"]
+                         for side, d in (("mine", mine), ("other", other))}
+    return out
 
 
 # ------------------------------------------------------------------ the report
@@ -274,7 +285,7 @@ def report(table: Table, name: str, vs: Table | None = None, vs_name: str | None
     }
     if vs is not None:
         out["vs"] = {"table": vs_name, "metric": vs.metric, "budget": max(vs.budgets),
-                     **versus(means[top_budget], vs.mean())}
+                     **versus(means[top_budget], vs.mean(), primitives_of(table))}
     return out
 
 
@@ -410,9 +421,19 @@ def md_surrogate(rep: dict[str, Any]) -> str:
 
 def md_vs(rep: dict[str, Any]) -> str:
     v = rep["vs"]
-    return (f"### Against {v['table']}\n\nSpearman between {rep['table']} (budget {rep['top_budget']}) and "
+    text = (f"### Against {v['table']}\n\nSpearman between {rep['table']} (budget {rep['top_budget']}) and "
             f"{v['table']} ({v['metric']}, budget {v['budget']}) on the {v['n']} patterns both hold: "
             f"{_f(v['spearman'], '.2f')}.")
+    if "count_spearman" not in v:
+        return text
+    lines = [text, "", "What each rewards (scores are lower-is-better: a negative Spearman means more of that "
+             "primitive scores better):", "",
+             *_header(["primitive", f"Spearman(count, {rep['metric']})", f"Spearman(count, {v['metric']})",
+                       f"top 10% mean count, {rep['table']}", f"top 10% mean count, {v['table']}"])]
+    for p, s in v["count_spearman"].items():
+        lines.append(_row([p, _f(s["mine"], ".2f"), _f(s["other"], ".2f"), f"{v['top_counts']['mine'][p]:.2f}",
+                           f"{v['top_counts']['other'][p]:.2f}"]))
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ plots and files

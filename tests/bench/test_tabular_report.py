@@ -113,3 +113,15 @@ def test_main_writes_the_report_on_a_single_seed_table_and_on_the_shipped_one(tm
     assert rep["command"].endswith("--out " + str(shipped)) and rep["table_progress"]["done"] > 0
     assert "What the table says" in capsys.readouterr().out
     assert all((shipped / f).is_file() for f in ("report.md", "score_hist.png", "budgets.png"))
+
+
+def test_versus_says_which_primitive_each_table_rewards(tmp_path):
+    # Table a rewards attention (lower score with more attn), table b rewards mlp: opposite rankings.
+    a = make_table(tmp_path / "a.csv", ["attn", "mlp"], 5, lambda p, i, b, s: 1 - p.count("attn") / 5 + 1e-4 * i)
+    b = make_table(tmp_path / "b.csv", ["attn", "mlp"], 5, lambda p, i, b, s: 1 - p.count("mlp") / 5 + 1e-4 * i)
+    v = report.versus(a.mean(), b.mean(), ["attn", "mlp"])
+    assert v["n"] == 32 and v["spearman"] < -0.8
+    assert v["count_spearman"]["attn"]["mine"] < -0.9 and v["count_spearman"]["attn"]["other"] > 0.9
+    assert v["top_counts"]["mine"]["attn"] >= 4 and v["top_counts"]["other"]["mlp"] >= 4
+    rep = report.report(a, "a", b, "b")
+    assert "| attn | -0.9" in report.md_vs(rep)
