@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-seeds test-portability bench gpu-check tabular tabular-report tabular-compare lint clean
+.PHONY: setup demo test test-slow test-seeds test-portability bench gpu-check gpu-wheels tabular tabular-report tabular-compare lint clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ bench: setup
 # check's own, capped). OUT=DIR puts the report there; GPU_CHECK_ARGS passes more, e.g. "--budget 600".
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m bench.gpu_check $(if $(OUT),--out $(OUT)) $(GPU_CHECK_ARGS)
+
+# Wheels for a GPU machine without a package index (bench/gpu_check/wheels.py): carry .whl/ with the tree,
+# then `make gpu-check GPU_CHECK_ARGS="--find-links .whl --no-index"` there.
+gpu-wheels: setup
+	$(BIN)/python -m bench.gpu_check.wheels --out .whl
 
 # The tabular benchmark (docs/search.md): continue building the table (resumable; WORKERS cores), report
 # what it says, compare search policies on it. TABLE=mad-3x6 by default.

@@ -384,3 +384,21 @@ def test_design_cost_splits_a_candidates_time_into_fixed_cost_and_steps():
     assert c["share"] == pytest.approx(14.0 / 165.0)
     assert cost_of({"eval_s": 5.0, "validate_s": 3.0}) is None  # failed before training
     assert cost_of({"eval_s": 5.0, "train_s": 1.0, "first_step_s": 1.0, "predict_s": 0.1, "steps": 1}) is None
+
+
+def test_wheels_to_carry_are_what_the_target_lacks_or_may_hold_at_a_version_that_does_not_fit():
+    from packaging.requirements import Requirement
+
+    from bench.gpu_check import wheels
+
+    have = {"pyyaml": None, "fsspec": "2023.6.0", "numpy": None}
+    assert wheels.satisfied_there(Requirement("numpy>=1.17"), have)  # no upper bound: the image's will do
+    assert not wheels.satisfied_there(Requirement("numpy<2"), have)  # unknown version, bounded: carry ours
+    assert wheels.satisfied_there(Requirement("fsspec<=2026.9.0,>=2023.1.0"), have)  # known and fits
+    assert not wheels.satisfied_there(Requirement("fsspec>=2024.1"), have)  # known and too old
+    assert not wheels.satisfied_there(Requirement("hjson"), have)  # not there at all
+    plan = wheels.resolve(("omegaconf",), have, "3.12")  # omegaconf needs PyYAML, which the target has
+    assert list(plan.carry) == ["omegaconf"] and plan.skipped == {"pyyaml": "the target has it"}
+    assert "deepspeed" in wheels.resolve(("deepspeed",), wheels.read_have(wheels.IMAGE_PACKAGES), "3.12").carry
+    env = wheels.target_env("3.12")
+    assert not Requirement('tomli; python_version < "3.11"').marker.evaluate({**env, "extra": ""})
