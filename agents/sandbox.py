@@ -127,37 +127,78 @@ def run_sandboxed(entry: str, payload: dict, workdir: Path, limits: SandboxLimit
     readable: files or directories the child reads (made o+r, never writable by it); `env`: extra variables.
     Raises SandboxError only for a set-up the caller got wrong (e.g. a readable path nobody can reach).
     """
-    limits = limits or SandboxLimits()
-    workdir = Path(workdir).absolute()
-    avail = isolation_available()
-    drop = limits.drop_user and avail["drop_user"]
-    owner = (limits.uid, limits.uid) if drop else None
-    _prepare_workdir(workdir, payload, owner)
-    if owner:
-        _check_reachable(CHILD, limits.uid)
-        for path in readable:
-            _grant_read(Path(path).absolute(), workdir, limits.uid)
-    child_env = _environment(workdir, env, limits.nproc)
-    argv, isolation = _command(entry, workdir, readable, limits, avail, drop)
-    isolation["env"] = sorted(child_env)
-    up = os.stat(workdir.parent)  # can others (other sandboxes of the same uid) reach the workdir by path?
-    isolation["workdir_parent_private"] = not up.st_mode & stat.S_IXOTH and up.st_uid != limits.uid
-    run = _Run(limits)
-    oom_kills = _oom_kills()
-    run.start(argv, workdir, child_env, _preexec(limits, isolation["rlimits"]))
-    try:
-        reason, status_word, rusage = run.wait()
-    except BaseException:  # Ctrl-C or a bug here: the sandbox is in its own session and would run on
-        run.abandon()
-        raise
-    result, error, error_type = _read_result(workdir / RESULT, limits.result_mb * 2**20, owner)
-    isolation["survivors"] = run.survivors()
-    status, error = _classify(reason, status_word, result, error, error_type, run, limits,
-                              _oom_kills() > oom_kills)
-    peak = max(run.peak_rss_mb, rusage.ru_maxrss / 1024)  # the sampled tree, or the kernel's high-water mark
-    value = result.get("value") if status == "ok" else None
-    return SandboxResult(status, value, error, _exit_text(status_word), run.stdout.text(), run.stderr.text(),
-                         round(run.wall_s, 3), round(peak, 1), isolation)
+    return WarmSandbox(entry, workdir, limits, readable, env, payload=payload).run()
+
+
+class WarmSandbox:
+    """A sandbox started before its payload is known, so that its start-up (Python, the entry module's
+    imports and its `warm()`: torch, CUDA) overlaps other work; `run(payload)` then costs only the job.
+
+    The process is the one run_sandboxed starts (same isolation, limits and checks); it waits for
+    payload.json in its workdir, so the caller may first put other files there (`workdir`). The wall
+    clock (limits.wall_s) starts when the payload is handed over. A sandbox that is never run is ended
+    by `close()` or with its caller (parent-death signal); `alive` says whether it is still waiting.
+    """
+
+    def __init__(self, entry: str, workdir: Path, limits: SandboxLimits | None = None,
+                 readable: Sequence[Path] = (), env: Mapping[str, str] | None = None,
+                 payload: dict | None = None):
+        self.limits = limits = limits or SandboxLimits()
+        self.workdir = workdir = Path(workdir).absolute()
+        avail = isolation_available()
+        drop = limits.drop_user and avail["drop_user"]
+        self.owner = (limits.uid, limits.uid) if drop else None
+        _prepare_workdir(workdir, self.owner)
+        if payload is not None:
+            _write_payload(workdir, payload)
+        if self.owner:
+            _check_reachable(CHILD, limits.uid)
+            for path in readable:
+                _grant_read(Path(path).absolute(), workdir, limits.uid)
+        child_env = _environment(workdir, env, limits.nproc)
+        argv, self.isolation = _command(entry, workdir, readable, limits, avail, drop)
+        self.isolation["env"] = sorted(child_env)
+        up = os.stat(workdir.parent)  # can others (other sandboxes of the same uid) reach the workdir by path?
+        self.isolation["workdir_parent_private"] = not up.st_mode & stat.S_IXOTH and up.st_uid != limits.uid
+        self._run = _Run(limits)
+        self._oom_kills = _oom_kills()
+        self._run.start(argv, workdir, child_env, _preexec(limits, self.isolation["rlimits"]))
+        self._given = payload is not None
+        self._done = False
+
+    @property
+    def alive(self) -> bool:
+        """Started, not run yet, and still waiting (a warm-up that failed has exited)."""
+        return not self._done and not self._run._exited()
+
+    def run(self, payload: dict | None = None) -> SandboxResult:
+        """Hand over `payload` (unless it came with the constructor) and watch the job to its end."""
+        if self._done:
+            raise RuntimeError("this sandbox has run already: start another one")
+        self._done = True
+        if not self._given:
+            _write_payload(self.workdir, payload if payload is not None else {})
+            self._run.t0 = time.monotonic()  # the job's wall clock starts now, not at the warm-up
+        run, limits = self._run, self.limits
+        try:
+            reason, status_word, rusage = run.wait()
+        except BaseException:  # Ctrl-C or a bug here: the sandbox is in its own session and would run on
+            run.abandon()
+            raise
+        result, error, error_type = _read_result(self.workdir / RESULT, limits.result_mb * 2**20, self.owner)
+        self.isolation["survivors"] = run.survivors()
+        status, error = _classify(reason, status_word, result, error, error_type, run, limits,
+                                  _oom_kills() > self._oom_kills)
+        peak = max(run.peak_rss_mb, rusage.ru_maxrss / 1024)  # the sampled tree, or the kernel's high-water mark
+        value = result.get("value") if status == "ok" else None
+        return SandboxResult(status, value, error, _exit_text(status_word), run.stdout.text(), run.stderr.text(),
+                             round(run.wall_s, 3), round(peak, 1), self.isolation)
+
+    def close(self) -> None:
+        """End a sandbox that will not be run (kill its tree, reap it)."""
+        if not self._done:
+            self._done = True
+            self._run.abandon()
 
 
 # ---------------------------------------------------------------- set-up
@@ -255,7 +296,7 @@ def _lower(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def _prepare_workdir(workdir: Path, payload: dict, owner: tuple[int, int] | None) -> None:
+def _prepare_workdir(workdir: Path, owner: tuple[int, int] | None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if not stat.S_ISDIR(os.lstat(workdir).st_mode):
         raise SandboxError(f"sandbox workdir {workdir} is not a directory (a symlink?): give a new one")
@@ -265,15 +306,19 @@ def _prepare_workdir(workdir: Path, payload: dict, owner: tuple[int, int] | None
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         path.unlink(missing_ok=True)
+    if owner:
+        os.chown(workdir, *owner, follow_symlinks=False)
+    os.chmod(workdir, 0o700)  # not a link (checked above), and only root can change its parent
+
+
+def _write_payload(workdir: Path, payload: dict) -> None:
+    # atomically: the child starts on the payload as soon as the name exists
     tmp = workdir / f".{PAYLOAD}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with open(fd, "w") as f:
         json.dump(payload, f)
     os.replace(tmp, workdir / PAYLOAD)
-    if owner:
-        os.chown(workdir, *owner, follow_symlinks=False)
-    os.chmod(workdir, 0o700)  # not a link (checked above), and only root can change its parent
 
 
 def _check_reachable(path: Path, uid: int) -> None:

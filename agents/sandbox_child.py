@@ -1,9 +1,12 @@
 """What runs inside the sandbox: `python -I -B agents/sandbox_child.py ROOT ENTRY`, cwd = the job's workdir.
 
-Reads payload.json, calls ENTRY ("package.module:function", trusted code of ours that may then load
-untrusted code) and writes result.json atomically: {"ok": true, "value": ...} or {"ok": false,
-"error_type": ..., "error": ...}. Everything in this process after the import of ENTRY may be
-untrusted, including this file's own result: agents.sandbox treats result.json as untrusted data.
+Imports ENTRY's module ("package.module:function", trusted code of ours that may then load untrusted
+code) and runs its `warm()` if it has one (imports, CUDA start: what every job pays), then waits for
+payload.json, calls ENTRY with it and writes result.json atomically: {"ok": true, "value": ...} or
+{"ok": false, "error_type": ..., "error": ...}. A sandbox started before its payload is known (a warm
+one, agents.sandbox.WarmSandbox) has done that work by the time the payload comes. Everything in this
+process after the payload arrives may be untrusted, including this file's own result: agents.sandbox
+treats result.json as untrusted data.
 
 Run by path with -I (not `-m`) so that neither the workdir nor PYTHON* variables come first on
 sys.path: a file the candidate left in its workdir cannot stand in for a module we import. Imports
@@ -18,12 +21,14 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 
 PAYLOAD, RESULT = "payload.json", "result.json"
 MEMORY_ERRORS = ("MemoryError", "OutOfMemoryError")  # Python's, torch.cuda's
 ERROR_CHARS = 8000  # of the error text kept: type, message, the innermost frames of the traceback
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PAYLOAD_POLL_S = 0.01  # how often a waiting (warm) sandbox looks for its payload
 
 
 def _die_with_parent() -> None:
@@ -62,10 +67,16 @@ def main(argv: list[str]) -> None:
     sys.path.insert(0, root)
     sys.stdout.reconfigure(line_buffering=True)  # the tail shows the last lines even after a crash
     try:
+        module, _, name = entry.partition(":")
+        target = importlib.import_module(module)
+        warm = getattr(target, "warm", None)
+        if callable(warm):
+            warm()
+        while not os.path.exists(PAYLOAD):  # written atomically by the caller, at once or when a job comes
+            time.sleep(PAYLOAD_POLL_S)
         with open(PAYLOAD) as f:
             payload = json.load(f)
-        module, _, name = entry.partition(":")
-        value = getattr(importlib.import_module(module), name)(payload)
+        value = getattr(target, name)(payload)
         out = json.dumps({"ok": True, "value": value})
     except BaseException as e:  # noqa: BLE001 (untrusted code may raise anything, SystemExit included)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interruption is enough: now report it

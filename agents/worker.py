@@ -24,6 +24,13 @@ from pathlib import Path
 from agents.watchdog import GRACE_S, Deadline, die_with_coordinator
 
 JOB_DIR_ENV = "AIRA_JOB_DIR"  # RUN_DIR/jobs/<node id> of the job this worker is running
+_SERVING = False
+
+
+def serving() -> bool:
+    """Whether this process serves job after job (--serve): a target may then prepare the next job's
+    work while this one runs (design starts the next candidate's sandbox)."""
+    return _SERVING
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
@@ -69,6 +76,8 @@ def run(job_dir: Path, deadline: Deadline) -> int:
 
 def serve(deadline: Deadline) -> int:
     """Run the jobs whose directories arrive on stdin, one per line, until stdin closes."""
+    global _SERVING
+    _SERVING = True
     for line in sys.stdin:
         if line.strip():
             run(Path(line.strip()), deadline)

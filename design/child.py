@@ -92,6 +92,16 @@ def predict(model: torch.nn.Module, data: dict[str, torch.Tensor], batch_size: i
     return out
 
 
+def warm() -> None:
+    """What every candidate's process needs before its payload (agents.sandbox_child calls it first; a warm
+    sandbox does it while the previous candidate trains): the first optimizer's import of torch._dynamo
+    (~2 s on CPU) and, where there is a GPU, CUDA's start."""
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer anyway)
+
+    if torch.cuda.is_available():
+        torch.cuda.init()
+
+
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     start = time.time()
     torch.set_num_threads(payload.get("threads") or torch.get_num_threads())

@@ -35,6 +35,9 @@ class DesignSearchConfig(SearchConfig):
     policy: str = "greedy"
     max_evals: int | None = 20
     eval_timeout_s: float | None = 1800
+    # One worker process serves candidate after candidate: it runs only our code (each candidate runs in
+    # its own sandbox), and it warms up the next candidate's sandbox while this one trains.
+    reuse_workers: bool = True
 
 
 @dataclass

@@ -8,7 +8,8 @@ with labels, the scored splits' inputs without) and one working directory per ca
     RUN_DIR/staged/                  a copy of SANDBOX_ROOT/data, for workers on other machines
     SANDBOX_ROOT/data/train.pt       inputs + labels the candidate trains on
     SANDBOX_ROOT/data/<split>.pt     inputs of each scored split, no labels
-    SANDBOX_ROOT/work/<node id>/     candidate.py, payload.json, result.json, output tails
+    SANDBOX_ROOT/work/<random>/      candidate.py, payload.json, result.json: one candidate's working
+                                     folder, removed after it (AIRA_KEEP_SANDBOX=1: kept as work/<node id>)
 
 `evaluate(payload)` runs in an executor worker (our code, never the candidate's): the candidate runs
 only inside agents.sandbox, and its score is computed here from its predictions and labels it never saw.
@@ -16,6 +17,7 @@ only inside agents.sandbox, and its score is computed here from its predictions 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -104,10 +106,10 @@ def ensure_staged(run_dir: Path, root: Path) -> None:
 
 
 def make_sandbox_root(path: Path) -> Path:
-    """The folder candidates may traverse but not list (0711) to data/ and to their own work/<node id>.
+    """The folder candidates may traverse but not list (0711) to data/ and to their own work/<random>.
 
-    work/ is 0711 too: a candidate cannot list it, and node ids are 48 random bits, so one candidate
-    cannot find another's folder (they run under one uid). RUN_DIR (journal, labels) stays 0700."""
+    work/ is 0711 too: a candidate cannot list it, and its folder's name is 64 random bits, so one
+    candidate cannot find another's folder (they run under one uid). RUN_DIR (journal, labels) stays 0700."""
     for d in (path.parent, path, path / "work"):
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(stat.S_IRWXU | stat.S_IXGRP | stat.S_IXOTH)
@@ -133,29 +135,74 @@ def sandbox_root(run_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / "aira-sandbox" / f"{run_dir.name}-{tag}"
 
 
+CHILD_ENTRY = "design.child:run"
+_warm: dict[str, Any] = {}  # this worker's sandbox for its next candidate, warming up: {"key", "box"}
+
+
+@atexit.register
+def _close_warm() -> None:
+    """A worker that ends (the search is over) ends the sandbox it warmed for a next candidate."""
+    box = _warm.pop("box", None)
+    if box is not None:
+        box.close()
+        shutil.rmtree(box.workdir, ignore_errors=True)
+
+
+def _sandbox(root: Path, limits, fresh: bool = False):
+    """A sandbox for a candidate: the one this worker warmed up while its last candidate ran, when it
+    fits (same run, same limits) and is still waiting, else a new one (which warms up now)."""
+    import secrets
+
+    from agents.sandbox import WarmSandbox
+
+    if not fresh:
+        box = _warm.pop("box", None) if _warm.pop("key", None) == repr((str(root), limits)) else None
+        if box is not None and box.alive:
+            return box
+        if box is not None:
+            box.close()  # its warm-up failed, or it was made for another run: a new one
+    work = root / "work" / secrets.token_hex(8)  # unguessable: other candidates run under the same uid
+    work.mkdir(parents=True)
+    return WarmSandbox(CHILD_ENTRY, work, limits, readable=[root / "data"])
+
+
+def _done_with(work: Path, job_dir: Path) -> None:
+    """Remove a candidate's working folder, or keep it as work/<node id> (AIRA_KEEP_SANDBOX=1, debugging)."""
+    if os.environ.get("AIRA_KEEP_SANDBOX") != "1":
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    kept = work.parent / job_dir.name
+    shutil.rmtree(kept, ignore_errors=True)  # an earlier try of the same node, before a resume
+    work.rename(kept)
+
+
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry (agents.worker): one candidate from source to metrics; CandidateFailed when it fails.
 
     The job's folder (RUN_DIR/jobs/<node id>, from the worker) says where the run and its sandbox are.
+    A worker that serves job after job (agents.worker --serve) starts the next candidate's sandbox as
+    this one's begins, so Python, torch and CUDA start-up overlap this candidate's training.
     """
     import torch
 
-    from agents.sandbox import SandboxLimits, run_sandboxed
-    from agents.worker import JOB_DIR_ENV
+    from agents.sandbox import SandboxLimits
+    from agents.worker import JOB_DIR_ENV, serving
 
     job_dir = Path(os.environ[JOB_DIR_ENV])
     run_dir = job_dir.parents[1]
     root = sandbox_root(run_dir)
     ensure_staged(run_dir, root)
-    work = root / "work" / job_dir.name
-    shutil.rmtree(work, ignore_errors=True)  # a re-run after a resume starts clean
-    work.mkdir(parents=True)
+    limits = SandboxLimits(**payload.get("sandbox", {}))
+    box = _sandbox(root, limits)
+    work = box.workdir
     candidate = work / "candidate.py"
     candidate.write_text(payload["source"])
     child = {**payload["child"], "candidate": candidate.name, "data_dir": str(root / "data"),
              "splits": [s for s in SCORED if (root / "data" / f"{s}.pt").is_file()]}
-    limits = SandboxLimits(**payload.get("sandbox", {}))
-    res = run_sandboxed("design.child:run", child, work, limits, readable=[root / "data"])
+    if serving():
+        _warm.update(key=repr((str(root), limits)), box=_sandbox(root, limits, fresh=True))
+    res = box.run(child)
+    _done_with(work, job_dir)
     tails = {"stdout_tail": res.stdout_tail[-4000:], "stderr_tail": res.stderr_tail[-4000:]}
     if res.status != "ok":
         kind = {"error": "crash"}.get(res.status, res.status)
@@ -181,6 +228,4 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         prefix = "" if split == "val" else "test_"
         out[f"{prefix}acc"], out[f"{prefix}error"] = acc, 1.0 - acc
     out["val_acc"], out["val_error"] = out.pop("acc"), out.pop("error")
-    if os.environ.get("AIRA_KEEP_SANDBOX") != "1":
-        shutil.rmtree(work, ignore_errors=True)
     return out

@@ -326,3 +326,38 @@ def test_the_sandbox_dies_with_its_caller(job):
     while processes_of(UID) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_of(UID) == []
+
+
+# ----------------------------------------------------------------------------- warm sandboxes
+
+
+def test_a_warm_sandbox_warms_up_before_its_payload_and_its_clock_starts_with_the_job(tmp_path):
+    box = sandbox.WarmSandbox("tests.agents.warmed:report", tmp_path / "w", fast(wall_s=2.0))
+    time.sleep(3.0)  # longer than the job's wall clock: waiting for the payload does not count
+    assert box.alive
+    handed = time.time()
+    (tmp_path / "w" / "note.txt").write_text("put there before the payload")
+    r = box.run({"x": 1})
+    assert r.ok and r.value["payload"] == {"x": 1}, r
+    assert r.value["warmed_at"] < handed <= r.value["ran_at"] and r.wall_s < 2.0
+    assert not box.alive and r.isolation["survivors"] == 0
+    with pytest.raises(RuntimeError, match="has run already"):
+        box.run({})
+
+
+def test_a_warm_sandbox_that_is_never_run_is_ended_by_close(tmp_path):
+    box = sandbox.WarmSandbox("tests.agents.warmed:report", tmp_path / "w", fast())
+    pid = box._run.proc.pid
+    box.close()
+    assert not box.alive and box._run.proc.returncode is not None
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_failed_warm_up_is_seen_before_the_job_and_reported_if_run(tmp_path):
+    box = sandbox.WarmSandbox("tests.agents.warmed:report", tmp_path / "w", fast(), env={"WARM_FAIL": "1"})
+    until = time.monotonic() + 20
+    while box.alive and time.monotonic() < until:
+        time.sleep(0.05)
+    assert not box.alive  # a caller takes a fresh sandbox instead of this one
+    r = box.run({})
+    assert r.status == "error" and "the warm-up failed on purpose" in r.error
