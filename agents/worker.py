@@ -24,13 +24,15 @@ from pathlib import Path
 from agents.watchdog import GRACE_S, Deadline, die_with_coordinator
 
 JOB_DIR_ENV = "AIRA_JOB_DIR"  # RUN_DIR/jobs/<node id> of the job this worker is running
-_SERVING = False
+# Set by --serve. In the environment, not a global: `python -m agents.worker` runs this file as __main__,
+# so a target's `import agents.worker` would see a second copy of the module.
+SERVING_ENV = "AIRA_WORKER_SERVES"
 
 
 def serving() -> bool:
     """Whether this process serves job after job (--serve): a target may then prepare the next job's
     work while this one runs (design starts the next candidate's sandbox)."""
-    return _SERVING
+    return os.environ.get(SERVING_ENV) == "1"
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
@@ -76,8 +78,7 @@ def run(job_dir: Path, deadline: Deadline) -> int:
 
 def serve(deadline: Deadline) -> int:
     """Run the jobs whose directories arrive on stdin, one per line, until stdin closes."""
-    global _SERVING
-    _SERVING = True
+    os.environ[SERVING_ENV] = "1"
     for line in sys.stdin:
         if line.strip():
             run(Path(line.strip()), deadline)

@@ -25,6 +25,7 @@ def _event(kind: str, node) -> None:
 
 def _run_search(cfg, run_dir: Path, resumed: bool) -> int:
     from agents.search import nothing_finished
+    from design.evaluate import clear_live_workdirs
     from design.report import write_report
     from design.run import open_search
 
@@ -38,6 +39,8 @@ def _run_search(cfg, run_dir: Path, resumed: bool) -> int:
         print(f"\n{stop_reason(e)}: finished evaluations are in {run_dir}/journal.db; continue with "
               f"`aira design resume {run_dir}`", file=sys.stderr)
         return 130
+    finally:
+        clear_live_workdirs(run_dir)  # the workers are stopped: what they had started is gone
     failed = nothing_finished(search.journal)
     if failed:
         print(f"aira design: error: {failed}; the journal is in {run_dir}/journal.db", file=sys.stderr)

@@ -8,7 +8,7 @@ with labels, the scored splits' inputs without) and one working directory per ca
     RUN_DIR/staged/                  a copy of SANDBOX_ROOT/data, for workers on other machines
     SANDBOX_ROOT/data/train.pt       inputs + labels the candidate trains on
     SANDBOX_ROOT/data/<split>.pt     inputs of each scored split, no labels
-    SANDBOX_ROOT/work/<random>/      candidate.py, payload.json, result.json: one candidate's working
+    SANDBOX_ROOT/work/c-<random>/    candidate.py, payload.json, result.json: one candidate's working
                                      folder, removed after it (AIRA_KEEP_SANDBOX=1: kept as work/<node id>)
 
 `evaluate(payload)` runs in an executor worker (our code, never the candidate's): the candidate runs
@@ -136,6 +136,7 @@ def sandbox_root(run_dir: Path) -> Path:
 
 
 CHILD_ENTRY = "design.child:run"
+LIVE = "c-"  # prefix of the working folders of candidates running or waiting (a warm sandbox's)
 _warm: dict[str, Any] = {}  # this worker's sandbox for its next candidate, warming up: {"key", "box"}
 
 
@@ -158,12 +159,22 @@ def _sandbox(root: Path, limits, fresh: bool = False):
     if not fresh:
         box = _warm.pop("box", None) if _warm.pop("key", None) == repr((str(root), limits)) else None
         if box is not None and box.alive:
+            box.warmed = True  # started while an earlier candidate ran (journalled as sandbox_warm)
             return box
         if box is not None:
             box.close()  # its warm-up failed, or it was made for another run: a new one
-    work = root / "work" / secrets.token_hex(8)  # unguessable: other candidates run under the same uid
+    work = root / "work" / f"{LIVE}{secrets.token_hex(8)}"  # unguessable: candidates share one uid
     work.mkdir(parents=True)
     return WarmSandbox(CHILD_ENTRY, work, limits, readable=[root / "data"])
+
+
+def clear_live_workdirs(run_dir: Path) -> None:
+    """Remove the working folders left by workers that were stopped (a search's end kills its idle workers,
+    and with them the sandboxes they had warmed up); folders kept for debugging are not touched."""
+    work = sandbox_root(run_dir) / "work"
+    if work.is_dir():
+        for d in work.glob(f"{LIVE}*"):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _done_with(work: Path, job_dir: Path) -> None:
@@ -219,7 +230,7 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     if not report.get("ok"):
         raise CandidateFailed(f"validation:{report.get('failed_check', '?')}", str(report.get("message", report)))
     out: dict[str, Any] = {"params": value.get("params"), "validate_s": value.get("validate_s"),
-                           "predict_s": value.get("predict_s"),
+                           "predict_s": value.get("predict_s"), "sandbox_warm": getattr(box, "warmed", False),
                            "wall_s": res.wall_s, "peak_rss_mb": res.peak_rss_mb, "validation": report,
                            "isolation": res.isolation, **(value.get("train") or {}), **tails}
     for split in child["splits"]:

@@ -14,7 +14,9 @@ every candidate that trained:
     short budget  = fixed cost + SHORT_STEPS x steady step + predict_s   (lra's budget=short: 300 steps)
     share         = fixed cost / short budget                              (the issue's goal: under 10%)
 
-The figures are medians over the candidates that trained. The search stops itself after --search-s
+The figures are medians over the candidates that trained in a sandbox warmed up while the previous one
+ran (a worker's first candidate starts cold; all of them when none was warm), with the cold ones'
+fixed cost beside. The search stops itself after --search-s
 (a candidate still running is abandoned), so the part keeps its figures within its cap. Writes
 DIR/result.json (figures for the GPU check report).
 """
@@ -46,7 +48,8 @@ def cost_of(metrics: dict[str, Any], short_steps: int = SHORT_STEPS) -> dict[str
     fixed = metrics["eval_s"] - metrics["predict_s"] - metrics["steps"] * step
     short = fixed + short_steps * step + metrics["predict_s"]
     return {"fixed_s": fixed, "step_s": step, "validate_s": float(metrics.get("validate_s") or 0.0),
-            "predict_s": float(metrics["predict_s"]), "short_eval_s": short, "share": fixed / short}
+            "predict_s": float(metrics["predict_s"]), "short_eval_s": short, "share": fixed / short,
+            "warm": bool(metrics.get("sandbox_warm"))}
 
 
 def overrides(data: Path, run_dir: Path, evals: int, steps: int, search_s: float, tiny: bool) -> list[str]:
@@ -93,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
               "steps per candidate": a.steps, "short budget steps": SHORT_STEPS, "candidates": len(costs)}
     figures = []
     if costs:
-        med = {k: statistics.median(c[k] for c in costs) for k in costs[0]}
+        warm = [c for c in costs if c["warm"]] or costs
+        med = {k: statistics.median(c[k] for c in warm) for k in costs[0] if k != "warm"}
+        labels["sandboxes"] = "warm" if warm[0]["warm"] else "cold"
         figures = [{"name": name, "value": round(med[key], 4), "unit": unit, "labels": labels, "command": shown}
                    for name, key, unit in (("fixed cost per candidate", "fixed_s", "s"),
                                            ("of which validation battery", "validate_s", "s"),
@@ -103,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                                            ("fixed cost share", "share", ""))]
         figures.append({"name": f"share under {GOAL:.0%}", "value": med["share"] < GOAL, "unit": "",
                         "labels": labels, "command": shown})
+        cold = [c["fixed_s"] for c in costs if not c["warm"]]
+        if cold and warm[0]["warm"]:
+            figures.append({"name": "fixed cost, cold sandbox", "value": round(statistics.median(cold), 4),
+                            "unit": "s", "labels": {**labels, "sandboxes": "cold", "candidates": len(cold)},
+                            "command": shown})
     result = {"figures": figures, "details": {"per_candidate": costs, "not_done": failed, "overrides": cmd[4:]}}
     if not costs:
         result["problem"] = f"no candidate trained ({len(nodes)} nodes; {'; '.join(failed)[:400]})"
@@ -110,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         result["problem"] = f"fixed cost is {med['share']:.0%} of a short-budget evaluation (goal: under {GOAL:.0%})"
     (out / "result.json").write_text(json.dumps(result, indent=1))
     for c in costs:
-        print(f"fixed {c['fixed_s']:.2f} s (battery {c['validate_s']:.2f} s), step {c['step_s']:.4f} s, "
+        print(f"{'warm' if c['warm'] else 'cold'}: fixed {c['fixed_s']:.2f} s (battery {c['validate_s']:.2f} s), "
+              f"step {c['step_s']:.4f} s, "
               f"short-budget evaluation {c['short_eval_s']:.1f} s: share {c['share']:.1%}")
     return 0
 

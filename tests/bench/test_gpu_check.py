@@ -382,6 +382,7 @@ def test_design_cost_splits_a_candidates_time_into_fixed_cost_and_steps():
     assert c["fixed_s"] == pytest.approx(20.0 - 1.0 - 10 * 0.5)  # 14 s, the first step's extra 1.5 s included
     assert c["short_eval_s"] == pytest.approx(14.0 + 300 * 0.5 + 1.0)
     assert c["share"] == pytest.approx(14.0 / 165.0)
+    assert c["warm"] is False
     assert cost_of({"eval_s": 5.0, "validate_s": 3.0}) is None  # failed before training
     assert cost_of({"eval_s": 5.0, "train_s": 1.0, "first_step_s": 1.0, "predict_s": 0.1, "steps": 1}) is None
 

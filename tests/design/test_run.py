@@ -42,12 +42,16 @@ def test_a_smoke_run_scores_candidates_and_hides_the_test_split(run, capsys):
             assert n.payload["source"] and n.payload["code_hash"] == n.key
             assert n.metrics["validation"]["ok"] and n.metrics["steps"] == 150
         assert j.meta("data")["sizes"] == {"train": 600, "val": 200, "test": 200}
+        # 2 reused workers: each one's first candidate starts its sandbox, later ones find it warmed up
+        warm = [n.metrics["sandbox_warm"] for n in sorted(done, key=lambda n: n.seq)]
+        assert warm[:2] == [False, False] and any(warm[2:]), warm
     # what a candidate may read vs what it may not
     assert stat.S_IMODE(run.stat().st_mode) == 0o700  # journal, labels, jobs
     from design.evaluate import sandbox_root
 
     sandbox = sandbox_root(run)
     assert sorted(p.name for p in (sandbox / "data").iterdir()) == ["data.json", "test.pt", "train.pt", "val.pt"]
+    assert not any((sandbox / "work").iterdir())  # every candidate's folder removed, the last warm one too
     assert sorted(p.name for p in (run / "labels").iterdir()) == ["test.pt", "val.pt"]
     assert (run / "report" / "report.md").is_file()
     text = (run / "report" / "report.md").read_text()
