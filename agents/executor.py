@@ -22,8 +22,9 @@ Workers do not outlive a coordinator that dies without shutting them down (kill 
 
 With `reuse_workers`, a worker process serves job after job (`python -m agents.worker --serve` reads
 job directories on stdin), so the interpreter and torch start once per worker instead of once per
-job; for trusted payloads such as compose's specs. A worker that times out or dies is replaced. Code
-written by agents (AIRA-Design) keeps the default: a fresh process per job.
+job; for payloads whose code is ours (compose's specs; AIRA-Design's workers, which only hand the agents'
+code to agents.sandbox and start the next candidate's sandbox while one runs). A worker that times out
+or dies is replaced.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agents.sandbox_child import ERROR_CHARS, MEMORY_ERRORS, PAYLOAD, PR_SET_PDEATHSIG, RESULT
+from agents.sandbox_child import ERROR_CHARS, MEMORY_ERRORS, PAYLOAD, PR_SET_PDEATHSIG, RESULT, WARM_UP
 from aira.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,10 +81,17 @@ class SandboxResult:
     wall_s: float
     peak_rss_mb: float | None
     isolation: dict = field(default_factory=dict)  # what was applied (see _command)
+    stage: str = ""  # "warm-up": the child failed before it read its payload (says the untrusted result)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def warm_up_failed(self) -> bool:
+        """The entry's import or warm() failed, before the job began: a caller may retry in a new sandbox.
+        Reported by the child's result.json, so a job could claim it too: retry once, not in a loop."""
+        return self.status == "error" and self.stage == WARM_UP
 
 
 @lru_cache(maxsize=1)
@@ -175,24 +182,30 @@ class WarmSandbox:
         """Hand over `payload` (unless it came with the constructor) and watch the job to its end."""
         if self._done:
             raise RuntimeError("this sandbox has run already: start another one")
-        self._done = True
         if not self._given:
-            _write_payload(self.workdir, payload if payload is not None else {})
+            try:
+                _write_payload(self.workdir, payload if payload is not None else {})
+            except BaseException:
+                self.close()
+                raise
             self._run.t0 = time.monotonic()  # the job's wall clock starts now, not at the warm-up
+            self._oom_kills = _oom_kills()  # nor do OOM kills of the host before it count for this job
+        self._done = True
         run, limits = self._run, self.limits
         try:
             reason, status_word, rusage = run.wait()
         except BaseException:  # Ctrl-C or a bug here: the sandbox is in its own session and would run on
             run.abandon()
             raise
-        result, error, error_type = _read_result(self.workdir / RESULT, limits.result_mb * 2**20, self.owner)
+        result, error, error_type, stage = _read_result(self.workdir / RESULT, limits.result_mb * 2**20,
+                                                        self.owner)
         self.isolation["survivors"] = run.survivors()
         status, error = _classify(reason, status_word, result, error, error_type, run, limits,
                                   _oom_kills() > self._oom_kills)
         peak = max(run.peak_rss_mb, rusage.ru_maxrss / 1024)  # the sampled tree, or the kernel's high-water mark
         value = result.get("value") if status == "ok" else None
         return SandboxResult(status, value, error, _exit_text(status_word), run.stdout.text(), run.stderr.text(),
-                             round(run.wall_s, 3), round(peak, 1), self.isolation)
+                             round(run.wall_s, 3), round(peak, 1), self.isolation, stage)
 
     def close(self) -> None:
         """End a sandbox that will not be run (kill its tree, reap it)."""
@@ -567,31 +580,31 @@ def _state(pid: int) -> str:
 # ---------------------------------------------------------------- reading back
 
 
-def _read_result(path: Path, cap: int, owner: tuple[int, int] | None) -> tuple[Any, str, str]:
-    """(value, error, error_type) from result.json, written by the (untrusted) child; error "" when ok.
-
-    value is a dict {"ok": ...} when the file was usable, else None with why in error."""
+def _read_result(path: Path, cap: int, owner: tuple[int, int] | None) -> tuple[Any, str, str, str]:
+    """(value, error, error_type, stage) from result.json, written by the (untrusted) child; error "" when
+    ok. value is a dict {"ok": ...} when the file was usable, else None with why in error."""
     try:  # no symlinks (to a root-only file), FIFOs (would block), hard links, or a file we did not expect
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, "", ""
+        return None, "", "", ""
     except OSError as e:
-        return None, f"result.json refused: {e.strerror}", "SandboxError"
+        return None, f"result.json refused: {e.strerror}", "SandboxError", ""
     with open(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or (owner and st.st_uid != owner[0]):
-            return None, "result.json refused: not a regular file of the sandbox's own", "SandboxError"
+            return None, "result.json refused: not a regular file of the sandbox's own", "SandboxError", ""
         data = f.read(cap + 1)
     if len(data) > cap:
-        return None, f"result.json is over {cap // 2**20} MB (SandboxLimits.result_mb)", "SandboxError"
+        return None, f"result.json is over {cap // 2**20} MB (SandboxLimits.result_mb)", "SandboxError", ""
     try:
         r = json.loads(data)
         ok = r["ok"]
         if ok is True:
-            return r, "", ""
-        return None, str(r.get("error", ""))[-ERROR_CHARS:], str(r.get("error_type", ""))[:100]
+            return r, "", "", ""
+        return (None, str(r.get("error", ""))[-ERROR_CHARS:], str(r.get("error_type", ""))[:100],
+                str(r.get("stage", ""))[:20])
     except Exception as e:  # noqa: BLE001 (anything a hostile file can make json do: bad UTF-8, depth, types)
-        return None, f"result.json unreadable: {type(e).__name__}: {str(e)[:200]}", "SandboxError"
+        return None, f"result.json unreadable: {type(e).__name__}: {str(e)[:200]}", "SandboxError", ""
 
 
 def _classify(reason, status_word, result, error, error_type, run, limits, oom_killed) -> tuple[str, str]:

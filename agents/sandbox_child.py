@@ -29,6 +29,7 @@ MEMORY_ERRORS = ("MemoryError", "OutOfMemoryError")  # Python's, torch.cuda's
 ERROR_CHARS = 8000  # of the error text kept: type, message, the innermost frames of the traceback
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PAYLOAD_POLL_S = 0.01  # how often a waiting (warm) sandbox looks for its payload
+WARM_UP = "warm-up"  # result.json's "stage" when the child failed before it read its payload
 
 
 def _die_with_parent() -> None:
@@ -66,6 +67,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, root)
     sys.stdout.reconfigure(line_buffering=True)  # the tail shows the last lines even after a crash
+    stage = WARM_UP  # our code only, until the payload is read: a failure here is not the job's
     try:
         module, _, name = entry.partition(":")
         target = importlib.import_module(module)
@@ -76,12 +78,13 @@ def main(argv: list[str]) -> None:
             time.sleep(PAYLOAD_POLL_S)
         with open(PAYLOAD) as f:
             payload = json.load(f)
+        stage = "job"
         value = getattr(target, name)(payload)
         out = json.dumps({"ok": True, "value": value})
     except BaseException as e:  # noqa: BLE001 (untrusted code may raise anything, SystemExit included)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interruption is enough: now report it
         traceback.print_exc()
-        out = json.dumps({"ok": False, "error_type": type(e).__name__, "error": _describe(e)})
+        out = json.dumps({"ok": False, "error_type": type(e).__name__, "error": _describe(e), "stage": stage})
     _write_atomic(workdir, RESULT, out)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -88,7 +88,10 @@ def serve(deadline: Deadline) -> int:
 def main(argv: list[str]) -> int:
     die_with_coordinator()  # first, while this is the only thread (it blocks a signal in all threads to come)
     deadline = Deadline()
-    return serve(deadline) if argv == ["--serve"] else run(Path(argv[0]), deadline)
+    if argv == ["--serve"]:
+        return serve(deadline)
+    os.environ.pop(SERVING_ENV, None)  # inherited from a serving worker that started an executor of its own
+    return run(Path(argv[0]), deadline)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,13 @@ class Run:
         per_finalist = Counter(n.parent_ids[0] for n in reevals)
         if min(per_finalist.values()) < int(search.get("finalist_evals", 1)):
             return True
-        candidates = sum(n.status == "done" and n.operator != "reeval" for n in self.nodes)
-        return len(per_finalist) < min(int(search.get("finalists", 0)), candidates)
+        # the search re-reads the best of its leaderboard, which holds scored nodes only, at most leaderboard_size
+        candidates = sum(n.status == "done" and n.operator != "reeval" and _is_number(n.metrics.get(self.metric))
+                         for n in self.nodes)
+        from agents.search import SearchConfig
+
+        board = int(search.get("leaderboard_size", SearchConfig.leaderboard_size))
+        return len(per_finalist) < min(int(search.get("finalists", 0)), candidates, board)
 
     def test_metric(self) -> str | None:
         """The hidden-test counterpart of the metric (val_bpb -> test_bpb), if any done node has one."""

@@ -98,8 +98,11 @@ def warm() -> None:
     (~2 s on CPU) and, where there is a GPU, CUDA's start."""
     import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer anyway)
 
-    if torch.cuda.is_available():
-        torch.cuda.init()
+    try:  # only a head start: a job that runs on the CPU, or a CUDA that fails here, decides for itself
+        if torch.cuda.is_available():
+            torch.cuda.init()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +126,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         knobs = payload.get("knobs") or {}
         cfg = pcls.Config(**knobs)
         # The GPU when there is one (bf16 autocast there, fp32 on the CPU), unless the payload says cpu.
-        # The battery's speed, growth and overfit checks run there too: "n times slower than attention"
-        # should be measured on the device that trains, and there they are cheapest.
+        # The battery's speed and overfit checks run there too: "n times slower than attention" should be
+        # measured on the device that trains (growth stays on the CPU: see ValidationSpec.growth_device).
         device = torch.device("cuda" if payload.get("device", "auto") != "cpu" and torch.cuda.is_available() else "cpu")
         report = validate(pcls, cfg, ValidationSpec(**{"device": device.type, **payload["validation"]}))
         result: dict[str, Any] = {"validation": report.to_dict(), "name": pcls.name,

@@ -40,7 +40,8 @@ def _run_search(cfg, run_dir: Path, resumed: bool) -> int:
               f"`aira design resume {run_dir}`", file=sys.stderr)
         return 130
     finally:
-        clear_live_workdirs(run_dir)  # the workers are stopped: what they had started is gone
+        if cfg.search.executor == "local":  # its workers are stopped; SLURM jobs may still run on this node
+            clear_live_workdirs(run_dir)
     failed = nothing_finished(search.journal)
     if failed:
         print(f"aira design: error: {failed}; the journal is in {run_dir}/journal.db", file=sys.stderr)

@@ -143,10 +143,10 @@ _warm: dict[str, Any] = {}  # this worker's sandbox for its next candidate, warm
 @atexit.register
 def _close_warm() -> None:
     """A worker that ends (the search is over) ends the sandbox it warmed for a next candidate."""
+    _warm.pop("key", None)
     box = _warm.pop("box", None)
     if box is not None:
-        box.close()
-        shutil.rmtree(box.workdir, ignore_errors=True)
+        _discard(box)
 
 
 def _sandbox(root: Path, limits, fresh: bool = False):
@@ -157,15 +157,27 @@ def _sandbox(root: Path, limits, fresh: bool = False):
     from agents.sandbox import WarmSandbox
 
     if not fresh:
-        box = _warm.pop("box", None) if _warm.pop("key", None) == repr((str(root), limits)) else None
-        if box is not None and box.alive:
+        key, box = _warm.pop("key", None), _warm.pop("box", None)
+        if box is not None and key == repr((str(root), limits)) and box.alive:
             box.warmed = True  # started while an earlier candidate ran (journalled as sandbox_warm)
             return box
         if box is not None:
-            box.close()  # its warm-up failed, or it was made for another run: a new one
+            _discard(box)  # its warm-up failed, or it was made for another run: a new one
     work = root / "work" / f"{LIVE}{secrets.token_hex(8)}"  # unguessable: candidates share one uid
     work.mkdir(parents=True)
     return WarmSandbox(CHILD_ENTRY, work, limits, readable=[root / "data"])
+
+
+def _discard(box) -> None:
+    box.close()
+    shutil.rmtree(box.workdir, ignore_errors=True)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text`, never through a link: its folder belongs to the sandbox's uid already."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with open(fd, "w") as f:
+        f.write(text)
 
 
 def clear_live_workdirs(run_dir: Path) -> None:
@@ -187,6 +199,20 @@ def _done_with(work: Path, job_dir: Path) -> None:
     work.rename(kept)
 
 
+def _run_in(box, source: str, child: dict[str, Any], job_dir: Path, next_box: tuple | None):
+    """The candidate's file into the sandbox's folder, the next candidate's sandbox started (when this
+    worker will serve another), the job run; the folder is removed (or kept) whatever happens."""
+    try:
+        _write_new(box.workdir / child["candidate"], source)
+        if next_box is not None:
+            root, limits = next_box
+            _warm.update(key=repr((str(root), limits)), box=_sandbox(root, limits, fresh=True))
+        return box.run(child)
+    finally:
+        box.close()  # a no-op after a run; ends a sandbox that never got its payload
+        _done_with(box.workdir, job_dir)
+
+
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry (agents.worker): one candidate from source to metrics; CandidateFailed when it fails.
 
@@ -204,16 +230,15 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     root = sandbox_root(run_dir)
     ensure_staged(run_dir, root)
     limits = SandboxLimits(**payload.get("sandbox", {}))
-    box = _sandbox(root, limits)
-    work = box.workdir
-    candidate = work / "candidate.py"
-    candidate.write_text(payload["source"])
-    child = {**payload["child"], "candidate": candidate.name, "data_dir": str(root / "data"),
+    child = {**payload["child"], "candidate": "candidate.py", "data_dir": str(root / "data"),
              "splits": [s for s in SCORED if (root / "data" / f"{s}.pt").is_file()]}
-    if serving():
-        _warm.update(key=repr((str(root), limits)), box=_sandbox(root, limits, fresh=True))
-    res = box.run(child)
-    _done_with(work, job_dir)
+    box = _sandbox(root, limits)
+    res = _run_in(box, payload["source"], child, job_dir, next_box=(root, limits) if serving() else None)
+    if res.warm_up_failed and getattr(box, "warmed", False):
+        # The sandbox broke before the candidate's code ran (e.g. CUDA out of memory while the previous
+        # candidate held the GPU): not the candidate's fault. Once more in a fresh one.
+        box = _sandbox(root, limits, fresh=True)
+        res = _run_in(box, payload["source"], child, job_dir, next_box=None)
     tails = {"stdout_tail": res.stdout_tail[-4000:], "stderr_tail": res.stderr_tail[-4000:]}
     if res.status != "ok":
         kind = {"error": "crash"}.get(res.status, res.status)

@@ -20,6 +20,7 @@ on the GPU machine (the folder travels with `carry`):
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,7 +126,7 @@ def fetch(name: str, version: str, out: Path, python_version: str) -> str:
         if not built[0].name.endswith(PURE_TAGS):
             raise RuntimeError(f"{name}=={version}: built {built[0].name}, which is compiled for this machine's "
                                "Python; the target needs its own build")
-        built[0].replace(out / built[0].name)
+        shutil.move(built[0], out / built[0].name)  # /tmp may be another filesystem
     return "built here (pure Python)"
 
 
@@ -143,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.dry_run:
         print("\n".join(f"  carry {n}=={v}" for n, v in sorted(plan.carry.items())))
         return 0
+    missing = [n for n, why in plan.skipped.items() if why != "the target has it"]
+    if missing:  # a need of the target's Python that this environment does not hold: pip would fail there
+        print(f"error: cannot carry {', '.join(sorted(missing))} (see above); the set would not install",
+              file=sys.stderr)
+        return 1
     a.out.mkdir(parents=True, exist_ok=True)
+    for old in a.out.glob("*.whl"):  # a wheel of another version would be offered to pip too
+        old.unlink()
     for name, version in sorted(plan.carry.items()):
         print(f"  carry {name}=={version}: {fetch(name, version, a.out, a.python_version)}", flush=True)
     size = sum(f.stat().st_size for f in a.out.glob("*.whl")) / 2**20

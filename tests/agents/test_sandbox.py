@@ -360,4 +360,6 @@ def test_a_failed_warm_up_is_seen_before_the_job_and_reported_if_run(tmp_path):
         time.sleep(0.05)
     assert not box.alive  # a caller takes a fresh sandbox instead of this one
     r = box.run({})
-    assert r.status == "error" and "the warm-up failed on purpose" in r.error
+    assert r.status == "error" and "the warm-up failed on purpose" in r.error and r.warm_up_failed
+    job = sandbox.WarmSandbox("tests.agents.hostile:boom", tmp_path / "w2", fast()).run({})
+    assert job.status == "error" and not job.warm_up_failed  # the job's own failure is the job's

@@ -240,3 +240,20 @@ def test_a_build_continues_with_the_tables_own_settings_and_refuses_other_ones(t
     assert "18/18 cells done" in r.stdout  # layers, budgets, seeds and tasks read from tiny.json
     r = subprocess.run([*base, "--layers", "3"], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode != 0 and "was built with --layers 2, not 3" in r.stderr
+
+
+def test_a_finalists_phase_with_fewer_scored_nodes_than_finalists_is_complete():
+    from agents.journal import Node
+    from compose.results import Run
+
+    cfg = {"search": {"finalists": 3, "finalist_evals": 1}}
+    a = Node("draft", "a", {"pattern": ["attn"]}, status="done", metrics={SCORE: 0.2}, seq=1)
+    b = Node("draft", "a", {"pattern": ["mlp"]}, status="done", metrics={SCORE: 0.3}, seq=2)
+    nan = Node("draft", "a", {"pattern": ["mamba2"]}, status="done", metrics={SCORE: float("nan")}, seq=3)
+    rereads = [Node("reeval", "a", n.payload, [n.id], status="done", metrics={SCORE: 0.25}, seq=4 + i)
+               for i, n in enumerate((a, b))]
+    run = Run(path=Path("."), config=cfg, nodes=[a, b, nan, *rereads], metric=SCORE)
+    assert not run.finalists_pending()  # only 2 scored candidates: both re-read, the phase is over
+    assert [n.metrics["evals"] for n in run.scored()[:2]] == [2, 2]
+    assert not Run(path=Path("."), config={"search": {"finalists": 3, "leaderboard_size": 1}},
+                   nodes=[a, b, rereads[0]], metric=SCORE).finalists_pending()  # the board held 1
