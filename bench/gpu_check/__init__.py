@@ -1,6 +1,6 @@
 """`make gpu-check`: every CUDA path of the project, run in one short, capped pass on a GPU machine.
 
-    python -m bench.gpu_check [--out DIR] [--budget 525] [--parts tests,primitives,...] [--plan]
+    python -m bench.gpu_check [--out DIR] [--budget 535] [--parts tests,primitives,...] [--plan]
 
 On a machine without a usable GPU it prints one line and exits 0. On a GPU it probes the machine (device,
 driver, versions), installs what is missing within the budget (machine.py), then runs each part

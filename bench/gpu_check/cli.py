@@ -24,7 +24,7 @@ from bench.gpu_check import machine, report
 from bench.gpu_check.parts import PARTS
 from bench.gpu_check.runner import ROOT, Context, Interrupted, Part, PartResult, exit_code, run_parts, tail_of
 
-DEFAULT_BUDGET_S = 525.0
+DEFAULT_BUDGET_S = 535.0
 DEFAULT_OUT = ROOT / "bench/results/gpu-check"
 
 

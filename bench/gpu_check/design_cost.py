@@ -1,6 +1,6 @@
 """AIRA-Design's fixed cost per candidate, as a share of a short-budget LRA Text evaluation on the GPU.
 
-    python -m bench.gpu_check.design_cost --out DIR [--evals 3] [--steps 20] [--search-s 30] [--tiny]
+    python -m bench.gpu_check.design_cost --out DIR [--evals 3] [--steps 20] [--search-s 25] [--tiny]
 
 Runs `aira design run configs/design/paper-text.yaml` with the built-in operators (1 agent, 1 worker)
 on lra_text.py's synthetic LRA Text stand-in (length 4096), each candidate trained `--steps` steps of the
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs/design/paper-text.yaml"))
     ap.add_argument("--evals", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="training steps per candidate (the per-step time)")
-    ap.add_argument("--search-s", type=float, default=30.0, help="the search's own time limit")
+    ap.add_argument("--search-s", type=float, default=25.0,
+                    help="the search's own time limit (data staging, ~5-15 s, comes before it)")
     ap.add_argument("--tiny", action="store_true", help="toy sizes for a CPU plumbing check (measures nothing)")
     a = ap.parse_args(argv)
     out = a.out.resolve()

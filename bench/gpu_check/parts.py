@@ -1,4 +1,4 @@
-"""The parts `make gpu-check` runs, in order, with their caps: the plan of a 525 s budget on one H100.
+"""The parts `make gpu-check` runs, in order, with their caps: the plan of a 535 s budget on one H100.
 
 | part | cap s | what |
 |---|---|---|
@@ -12,9 +12,9 @@
 | pretrain-1b-zero3 | 55 | the same under ZeRO-3 |
 | lra-text | 45 | a short `aira lra train text` run: seconds per step, and that it learns |
 | compose-proxy | 40 | smoke compose search on the GPU, 1 reused worker: candidates per hour |
-| design-cost | 45 | AIRA-Design on LRA Text's shape: fixed cost per candidate, as a share of a short-budget evaluation |
+| design-cost | 55 | AIRA-Design on LRA Text's shape: fixed cost per candidate, as a share of a short-budget evaluation |
 
-Caps add up to 505 s; with ~15 s of probing the whole check fits 525 s when nothing needs installing.
+Caps add up to 515 s; with ~15 s of probing the whole check fits 535 s when nothing needs installing.
 Installs come out of the same budget, so on a machine that must fetch a CUDA torch the last parts are
 skipped (each with the reason) rather than the check running over.
 `tiny` (with --allow-cpu) swaps in toy sizes so that the plumbing of every part runs on a CPU.
@@ -225,7 +225,7 @@ PARTS: list[Part] = [
          env={"WANDB_MODE": "disabled"}),
     Part("compose-proxy", "smoke compose search, proxies on the GPU, 1 reused worker: candidates per hour", 40,
          compose_command, needs=("torch", "omegaconf"), min_s=25),
-    Part("design-cost", "AIRA-Design, LRA Text shape: fixed cost per candidate vs a short-budget evaluation", 45,
+    Part("design-cost", "AIRA-Design, LRA Text shape: fixed cost per candidate vs a short-budget evaluation", 55,
          design_command, needs=("torch", "datasets"), min_s=30, env={"WANDB_MODE": "disabled"}),
 ]
 
