@@ -133,6 +133,17 @@ def finished(executor: LocalExecutor, job_ids: list[str]) -> dict[str, list[dict
     return done
 
 
+def time_left(done: dict[str, list[dict]], remaining: int, workers: int) -> str:
+    """What the cells left will take, from the training time of those built (one core each)."""
+    costs = sorted(max(float(r.get("train_s") or 0.0) for r in rows) for rows in done.values() if rows)
+    if not costs or not remaining:
+        return f"  {remaining} cells left"
+    median = costs[len(costs) // 2]
+    hours = remaining * median / 3600
+    return (f"  {remaining} cells left: ~{hours:.1f} core-hours of training at the median cell's {median:.0f} s, "
+            f"~{hours / max(1, workers):.1f} h with {workers} workers (more on a busy machine)")
+
+
 def from_table(path: Path, job_ids: list[str]) -> dict[str, list[dict]]:
     """Cells already in a written table (a build continued in a fresh checkout, without its job folder)."""
     if not path.is_file():
@@ -196,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if r is not None and not r.ok:
             failed[job_id] = r.error.splitlines()[0] if r.error else "failed"
     print(f"{args.name}: {len(done)}/{len(ids)} cells done, {len(failed)} failed ({build_dir})")
+    print(time_left(done, len(ids) - len(done), args.workers))
     if args.status:
         return 0
     # A cell that failed before is tried again: what fails a cell here is mostly the machine (a timeout
