@@ -426,8 +426,8 @@ def md_vs(rep: dict[str, Any]) -> str:
             f"{_f(v['spearman'], '.2f')}.")
     if "count_spearman" not in v:
         return text
-    lines = [text, "", "What each rewards (scores are lower-is-better: a negative Spearman means more of that "
-             "primitive scores better):", "",
+    lines = [text, "", ("What each rewards (scores are lower-is-better: a negative Spearman means more of that "
+                        "primitive scores better):"), "",
              *_header(["primitive", f"Spearman(count, {rep['metric']})", f"Spearman(count, {v['metric']})",
                        f"top 10% mean count, {rep['table']}", f"top 10% mean count, {v['table']}"])]
     for p, s in v["count_spearman"].items():

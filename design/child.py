@@ -96,13 +96,14 @@ def warm() -> None:
     """What every candidate's process needs before its payload (agents.sandbox_child calls it first; a warm
     sandbox does it while the previous candidate trains): the first optimizer's import of torch._dynamo
     (~2 s on CPU) and, where there is a GPU, CUDA's start."""
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer anyway)
+    import contextlib
 
-    try:  # only a head start: a job that runs on the CPU, or a CUDA that fails here, decides for itself
+    import torch._dynamo  # torch.optim imports it on the first optimizer anyway
+
+    # only a head start: a job that runs on the CPU, or a CUDA that fails here, decides for itself
+    with contextlib.suppress(Exception):
         if torch.cuda.is_available():
             torch.cuda.init()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:

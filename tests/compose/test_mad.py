@@ -399,8 +399,8 @@ def test_eval_steps_read_a_lower_fidelity_without_changing_the_run():
 def test_data_seed_keeps_the_data_while_seed_changes_the_training(monkeypatch):
     """A finalist's re-evaluation trains with another seed on the same data (compose.task.job_payload),
     so the reads it averages share their val and test sets."""
-    import compose.mad.train as train
     from agents.journal import Node
+    from compose.mad import train
     from compose.space import SearchSpace
     from compose.task import ComposeTask, DataConfig
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -13,7 +14,7 @@ from design import evaluate as ev
 class FakeBox:
     """Stands in for agents.sandbox.WarmSandbox (no process): records what happens to it."""
 
-    made: list[FakeBox] = []
+    made: ClassVar[list[FakeBox]] = []
 
     def __init__(self, entry, workdir, limits, readable=(), env=None, payload=None):
         self.workdir, self.limits, self.closed, self.ran, self.dead = Path(workdir), limits, False, False, False
