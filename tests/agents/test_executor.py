@@ -174,3 +174,12 @@ def test_executors_are_chosen_by_name_and_agents_never_import_slurm(tmp_path):
             "print([m for m in sys.modules if m == 'slurm' or m.startswith(('slurm.', 'submitit'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_a_target_knows_whether_its_worker_serves_more_jobs(tmp_path, env, reuse):
+    # as a worker that serves jobs would leave it for an executor started inside one of its jobs
+    ex = LocalExecutor(tmp_path, max_workers=1, env={**env, "AIRA_WORKER_SERVES": "1"}, reuse_workers=reuse)
+    ex.submit("a", f"{JOBS}:serving", {})
+    assert drain(ex)["a"].value is reuse
+    ex.shutdown()
