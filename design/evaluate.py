@@ -149,6 +149,11 @@ def _close_warm() -> None:
         _discard(box)
 
 
+def _key(root: Path, limits) -> str:
+    """What a warmed sandbox must match to serve a candidate: the same run and the same limits."""
+    return repr((str(root), limits))
+
+
 def _sandbox(root: Path, limits, fresh: bool = False):
     """A sandbox for a candidate: the one this worker warmed up while its last candidate ran, when it
     fits (same run, same limits) and is still waiting, else a new one (which warms up now)."""
@@ -158,7 +163,7 @@ def _sandbox(root: Path, limits, fresh: bool = False):
 
     if not fresh:
         key, box = _warm.pop("key", None), _warm.pop("box", None)
-        if box is not None and key == repr((str(root), limits)) and box.alive:
+        if box is not None and key == _key(root, limits) and box.alive:
             box.warmed = True  # started while an earlier candidate ran (journalled as sandbox_warm)
             return box
         if box is not None:
@@ -199,14 +204,13 @@ def _done_with(work: Path, job_dir: Path) -> None:
     work.rename(kept)
 
 
-def _run_in(box, source: str, child: dict[str, Any], job_dir: Path, next_box: tuple | None):
+def _run_in(box, source: str, child: dict[str, Any], job_dir: Path, root: Path, warm_next: bool):
     """The candidate's file into the sandbox's folder, the next candidate's sandbox started (when this
     worker will serve another), the job run; the folder is removed (or kept) whatever happens."""
     try:
         _write_new(box.workdir / child["candidate"], source)
-        if next_box is not None:
-            root, limits = next_box
-            _warm.update(key=repr((str(root), limits)), box=_sandbox(root, limits, fresh=True))
+        if warm_next:
+            _warm.update(key=_key(root, box.limits), box=_sandbox(root, box.limits, fresh=True))
         return box.run(child)
     finally:
         box.close()  # a no-op after a run; ends a sandbox that never got its payload
@@ -233,12 +237,12 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     child = {**payload["child"], "candidate": "candidate.py", "data_dir": str(root / "data"),
              "splits": [s for s in SCORED if (root / "data" / f"{s}.pt").is_file()]}
     box = _sandbox(root, limits)
-    res = _run_in(box, payload["source"], child, job_dir, next_box=(root, limits) if serving() else None)
+    res = _run_in(box, payload["source"], child, job_dir, root, warm_next=serving())
     if res.warm_up_failed and getattr(box, "warmed", False):
         # The sandbox broke before the candidate's code ran (e.g. CUDA out of memory while the previous
         # candidate held the GPU): not the candidate's fault. Once more in a fresh one.
         box = _sandbox(root, limits, fresh=True)
-        res = _run_in(box, payload["source"], child, job_dir, next_box=None)
+        res = _run_in(box, payload["source"], child, job_dir, root, warm_next=False)
     tails = {"stdout_tail": res.stdout_tail[-4000:], "stderr_tail": res.stderr_tail[-4000:]}
     if res.status != "ok":
         kind = {"error": "crash"}.get(res.status, res.status)

@@ -123,6 +123,6 @@ class DesignTask:
         if METRIC not in value:
             raise KeyError(f"the worker's result has no {METRIC!r}")
         keep = ("val_acc", "val_error", "test_acc", "test_error", "params", "steps", "train_s", "first_step_s",
-                "validate_s", "predict_s", "sandbox_warm", "wall_s", "peak_rss_mb", "loss_curve", "stopped_by_time", "stdout_tail",
-                "stderr_tail", "validation")
+                "validate_s", "predict_s", "sandbox_warm", "wall_s", "peak_rss_mb", "loss_curve", "stopped_by_time",
+                "stdout_tail", "stderr_tail", "validation")
         return {k: value[k] for k in keep if k in value}

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu_check.lra_text import write_synthetic
+from bench.gpu_check.runner import figure
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT_STEPS = 300  # lra.config.BudgetConfig.max_steps: the short budget AIRA-Design scores candidates with
@@ -100,20 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         warm = [c for c in costs if c["warm"]] or costs
         med = {k: statistics.median(c[k] for c in warm) for k in costs[0] if k != "warm"}
         labels["sandboxes"] = "warm" if warm[0]["warm"] else "cold"
-        figures = [{"name": name, "value": round(med[key], 4), "unit": unit, "labels": labels, "command": shown}
+        figures = [figure(name, round(med[key], 4), unit, command=shown, **labels)
                    for name, key, unit in (("fixed cost per candidate", "fixed_s", "s"),
                                            ("of which validation battery", "validate_s", "s"),
                                            ("steady training step", "step_s", "s"),
                                            ("prediction (val + test)", "predict_s", "s"),
                                            ("short-budget evaluation", "short_eval_s", "s"),
                                            ("fixed cost share", "share", ""))]
-        figures.append({"name": f"share under {GOAL:.0%}", "value": med["share"] < GOAL, "unit": "",
-                        "labels": labels, "command": shown})
+        figures.append(figure(f"share under {GOAL:.0%}", med["share"] < GOAL, command=shown, **labels))
         cold = [c["fixed_s"] for c in costs if not c["warm"]]
         if cold and warm[0]["warm"]:
-            figures.append({"name": "fixed cost, cold sandbox", "value": round(statistics.median(cold), 4),
-                            "unit": "s", "labels": {**labels, "sandboxes": "cold", "candidates": len(cold)},
-                            "command": shown})
+            figures.append(figure("fixed cost, cold sandbox", round(statistics.median(cold), 4), "s", command=shown,
+                                  **{**labels, "sandboxes": "cold", "candidates": len(cold)}))
     result = {"figures": figures, "details": {"per_candidate": costs, "not_done": failed, "overrides": cmd[4:]}}
     if not costs:
         result["problem"] = f"no candidate trained ({len(nodes)} nodes; {'; '.join(failed)[:400]})"

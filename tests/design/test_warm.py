@@ -48,7 +48,7 @@ def test_a_candidate_gets_the_warmed_sandbox_when_it_fits_and_waits(boxes):
     first = ev._sandbox(boxes, limits)
     assert not getattr(first, "warmed", False) and first.workdir.parent == boxes / "work"
     assert first.workdir.name.startswith(ev.LIVE) and len(first.workdir.name) == len(ev.LIVE) + 16
-    ev._warm.update(key=repr((str(boxes), limits)), box=ev._sandbox(boxes, limits, fresh=True))
+    ev._warm.update(key=ev._key(boxes, limits), box=ev._sandbox(boxes, limits, fresh=True))
     nxt = ev._warm["box"]
     assert ev._sandbox(boxes, limits) is nxt and nxt.warmed and ev._warm == {}
 
@@ -56,7 +56,7 @@ def test_a_candidate_gets_the_warmed_sandbox_when_it_fits_and_waits(boxes):
 @pytest.mark.parametrize("why", ["other limits", "warm-up died"])
 def test_a_warmed_sandbox_that_does_not_fit_is_ended_and_its_folder_removed(boxes, why):
     limits = SandboxLimits()
-    ev._warm.update(key=repr((str(boxes), limits)), box=ev._sandbox(boxes, limits, fresh=True))
+    ev._warm.update(key=ev._key(boxes, limits), box=ev._sandbox(boxes, limits, fresh=True))
     old = ev._warm["box"]
     if why == "warm-up died":
         old.dead = True
@@ -68,13 +68,13 @@ def test_a_failure_before_the_run_ends_the_sandbox_and_removes_its_folder(boxes,
     box = ev._sandbox(boxes, SandboxLimits())
     (box.workdir / "candidate.py").symlink_to(tmp_path / "elsewhere.py")  # never written through
     with pytest.raises(FileExistsError):
-        ev._run_in(box, "print('hi')", {"candidate": "candidate.py"}, tmp_path / "jobs" / "n1", next_box=None)
+        ev._run_in(box, "print('hi')", {"candidate": "candidate.py"}, tmp_path / "jobs" / "n1", boxes, warm_next=False)
     assert box.closed and not box.ran and not box.workdir.exists() and not (tmp_path / "elsewhere.py").exists()
 
 
 def test_a_run_starts_the_next_sandbox_and_cleans_its_own_folder(boxes, tmp_path):
     limits = SandboxLimits()
     box = ev._sandbox(boxes, limits)
-    out = ev._run_in(box, "x = 1\n", {"candidate": "candidate.py"}, tmp_path / "jobs" / "n1", next_box=(boxes, limits))
+    out = ev._run_in(box, "x = 1\n", {"candidate": "candidate.py"}, tmp_path / "jobs" / "n1", boxes, warm_next=True)
     assert out == {"candidate": "candidate.py"} and box.ran and not box.workdir.exists()
     assert ev._warm["box"] is FakeBox.made[-1] and ev._warm["box"].alive
