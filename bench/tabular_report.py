@@ -47,13 +47,6 @@ FEATURE_SETS = {"counts": ("counts",), "counts+positions": ("counts", "positions
 # ------------------------------------------------------------------ reading the table
 
 
-def space_size(meta: dict[str, Any]) -> int | None:
-    space = meta.get("space", {})
-    if "primitives" not in space or "n_layers" not in space:
-        return None
-    return len(space["primitives"]) ** space["n_layers"]
-
-
 def seed_scores(table: Table, budget: int, metric: str | None = None) -> dict[str, dict[int, float]]:
     """Per pattern: {seed: score} at a budget."""
     metric = metric or table.metric
@@ -77,7 +70,7 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def coverage(table: Table) -> dict[str, Any]:
-    size = space_size(table.meta)
+    size = table.space_size
     out: dict[str, Any] = {"space": size, "budgets": {}}
     for b in table.budgets:
         seeds = seed_scores(table, b)

@@ -74,6 +74,14 @@ class Table:
     def budgets(self) -> list[int]:
         return sorted({b for _, b in self.rows})
 
+    @property
+    def space_size(self) -> int | None:
+        """How many patterns the table's space holds (primitives ** layers); None when its meta does not say."""
+        space = self.meta.get("space", {})
+        if "primitives" not in space or "n_layers" not in space:
+            return None
+        return len(space["primitives"]) ** space["n_layers"]
+
     def patterns(self, budget: int | None = None) -> list[str]:
         budget = budget or max(self.budgets)
         return sorted(k for k, b in self.rows if b == budget)

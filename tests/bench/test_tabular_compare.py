@@ -101,3 +101,26 @@ def test_replot_draws_chosen_policies_of_earlier_runs_and_names_a_missing_one(tm
     assert out.stat().st_size > 1000
     with pytest.raises(SystemExit, match="tpe in none of"):
         compare.main(["--replot", str(tmp_path / "one"), "--policies", "tpe", "--out", str(out)])
+
+
+def test_a_partial_table_is_compared_as_its_measured_sample_and_refuses_finalists(tmp_path):
+    rows = []
+    patterns = list(itertools.product(["attn", "mlp", "mamba2"], repeat=3))
+    for i, p in enumerate(patterns[::2]):  # 14 of the 27 patterns measured
+        for seed in (0, 1):
+            rows.append({"pattern": "-".join(p), "budget": 5, "seed": seed, "mad_error": i / 27 + seed / 100})
+    table = save(tmp_path / "part.csv", rows, META)
+    assert compare.coverage(compare.load(str(table))) == pytest.approx(14 / 27)
+    # Mutations that land outside the sample fail at no cost: the search still pays (at least) `evals` lookups.
+    trace = compare.run_one(str(table), "evolutionary", seed=0, evals=10, agents=1, budget=5)
+    assert len(trace) >= 10 and len({e.pattern for e in trace}) == len(trace)
+    assert {e.pattern for e in trace} <= {r["pattern"] for r in rows}
+    with pytest.raises(SystemExit, match="complete table"):
+        compare.main(["--table", str(table), "--policies", "random,random+finalists", "--seeds", "1",
+                      "--out", str(tmp_path / "out")])
+    summary = compare.summarise({"random": [compare.curves(trace, compare.load(str(table)).mean(5), 10)]}, 10)
+    meta = {"table": "part", "budget": 5, "seeds": 1, "evals": 10, "agents": 1, "metric": "mad_error",
+            "patterns": 14, "coverage": 14 / 27}
+    compare.write(tmp_path / "out", summary, meta)
+    assert "PREVIEW on a partial table: 14 measured patterns, 52% of the space" in (
+        tmp_path / "out/compare.md").read_text()
