@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-seeds test-portability bench gpu-check gpu-wheels tabular tabular-report tabular-compare lint clean
+.PHONY: setup demo test test-slow test-seeds test-portability bench gpu-check gpu-wheels tabular tabular-report tabular-compare search-confirm lint clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,13 @@ tabular-report: setup
 
 tabular-compare: setup
 	$(BIN)/python bench/tabular_compare.py --table $(TABLE) --parallel $(WORKERS)
+
+# The real-training check of a policy against random search on the held-out space (hours on CPU). Its
+# work dir keeps every training result, so a stopped run continues where it was when started again.
+POLICY ?= evolutionary+surrogate
+search-confirm: setup
+	$(BIN)/python bench/search_efficiency.py --config configs/compose/heldout.yaml --policies random,$(POLICY) \
+		--seeds 10 --evals 30 --parallel $(WORKERS) --work-dir runs/search_efficiency/heldout
 
 lint: setup
 	$(BIN)/ruff check .

@@ -17,6 +17,11 @@ the mean, so a pattern that was lucky on the search's seed does not flatter its 
 policy: that quality (mean and 95% t-interval over search seeds), the paired difference to random
 search with the same search seed (mean and 95% t-interval; < 0 is better for a lower-is-better
 metric), and how many seeds it won. Writes JSON and Markdown to --out.
+
+Hours of training are kept: with --work-dir DIR (`make search-confirm` uses runs/search_efficiency/heldout)
+every result is cached in DIR/cache and every search's journal in DIR/POLICY-seedN, so the same command
+started again (after Ctrl-C or a lost session) replays what was done in seconds and trains only what was
+not; more --seeds later adds seeds to the ones already run.
 """
 
 from __future__ import annotations
@@ -210,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(p, seed) for seed in range(seeds) for p in policies]
     runs = []
     # Searches in processes, not threads: Ctrl-C reaches each one, whose executor then kills its workers.
-    with ProcessPoolExecutor(a.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(a.parallel, mp_context=multiprocessing.get_context("spawn"))
+    try:
         for r in pool.map(search_one, *zip(*[(a.config, overrides, p, s, evals, work) for p, s in jobs])):
             print(f"  {r['policy']:>24} seed {r['seed']}: crowned {r['pattern']} ({r['observed']}), {r['done']} done, "
                   f"{r['failed']} failed, {r['invalid']} invalid, {r['wall_s']}s", flush=True)
@@ -218,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         crowned = sorted({tuple(r["pattern"]) for r in runs if r["pattern"]})
         values = pool.map(truth, *zip(*[(a.config, overrides, list(c), a.truth_seeds, work) for c in crowned]))
         quality = dict(zip(crowned, values))
+    except KeyboardInterrupt:
+        # Searches not started are dropped (a plain `with` would run them all before it returned).
+        pool.shutdown(wait=True, cancel_futures=True)
+        sys.exit(f"stopped; what finished is kept in {work}: the same command with --work-dir {work} continues")
+    pool.shutdown()
     for r in runs:
         r["truth"] = quality.get(tuple(r["pattern"])) if r["pattern"] else None
     summary = summarise(runs, policies)
