@@ -14,6 +14,12 @@ or crossover step generates k proposals with the policy's operator, drops those 
 and keeps the one with the lowest predicted score. Until `min_points` results are in, it keeps the
 first candidate, so the search is exactly the plain policy at the start. The policy still chooses the
 parents; the surrogate only ranks the children.
+
+`acquisition: thompson` ranks by one draw from the ridge's posterior instead of its mean (Thompson
+sampling, as in BANANAS' independent Thompson sampling): the weights are drawn from N(w, s^2 (Z'Z +
+alpha I)^-1), s^2 the leave-one-out error, so candidates whose features the search has seen little
+get the benefit of the doubt in proportion to how little. It explores where the mean alone would keep
+ranking the same few features first.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ ALPHAS = tuple(10.0 ** e for e in range(-2, 5))  # ridge penalties tried, on sta
 FEATURE_BLOCKS = ("counts", "positions", "pairs")
 
 
+ACQUISITIONS = ("mean", "thompson")
+
+
 @dataclass
 class SurrogateConfig:
     candidates: int = 0  # proposals generated per step, the best predicted is evaluated; 0 or 1 = off
     min_points: int = 10  # measured patterns before predictions are used (first candidate until then)
     ridge: float | None = None  # L2 penalty on standardised features; None: chosen by leave-one-out per fit
+    acquisition: str = "mean"  # rank by the predicted mean, or by one posterior draw per step (thompson)
 
     def check(self) -> SurrogateConfig:
         if not isinstance(self.candidates, int) or self.candidates < 0:
@@ -41,6 +51,9 @@ class SurrogateConfig:
             raise ConfigError(f"surrogate.min_points: must be an integer >= 2, got {self.min_points!r}")
         if self.ridge is not None and (not isinstance(self.ridge, (int, float)) or self.ridge <= 0):
             raise ConfigError(f"surrogate.ridge: must be > 0 or null (leave-one-out), got {self.ridge!r}")
+        if self.acquisition not in ACQUISITIONS:
+            raise ConfigError(f"surrogate.acquisition: choose one of {', '.join(ACQUISITIONS)}, "
+                              f"got {self.acquisition!r}")
         return self
 
     @property
@@ -74,9 +87,16 @@ class Ridge:
     bias: float
     w: np.ndarray
     alpha: float
+    inverse: np.ndarray  # (Z'Z + alpha I)^-1: the weights' posterior covariance up to the noise variance
+    noise: float  # the noise variance, estimated by the leave-one-out mean squared error
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.bias + ((x - self.mean) / self.scale) @ self.w
+
+    def draw(self, rng: np.random.Generator) -> Ridge:
+        """The same model with weights drawn from their posterior (a Gaussian prior of matching penalty)."""
+        w = rng.multivariate_normal(self.w, self.noise * self.inverse, method="cholesky")
+        return Ridge(self.mean, self.scale, self.bias, w, self.alpha, self.inverse, self.noise)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> Ridge:
@@ -86,19 +106,17 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) 
     scale[scale == 0] = 1.0  # a feature that never varies gets weight 0 from the ridge anyway
     z, bias = (x - mean) / scale, float(y.mean())
     yc = y - bias
+    gram = z.T @ z
     best = None
     for a in alphas:
-        inv = np.linalg.solve(z.T @ z + a * np.eye(z.shape[1]), z.T)
-        if len(alphas) == 1:
-            best = (0.0, a, inv @ yc)
-            break
+        inv = np.linalg.solve(gram + a * np.eye(z.shape[1]), z.T)
         hat = np.einsum("ij,ji->i", z, inv) + 1 / len(y)  # leverage, the intercept's share included
         loo = (yc - z @ (inv @ yc)) / np.maximum(1 - hat, 1e-12)
         err = float(np.mean(loo ** 2))
         if best is None or err < best[0]:
             best = (err, a, inv @ yc)
-    _, alpha, w = best
-    return Ridge(mean, scale, bias, w, alpha)
+    err, alpha, w = best
+    return Ridge(mean, scale, bias, w, alpha, np.linalg.inv(gram + alpha * np.eye(z.shape[1])), err)
 
 
 class PatternSurrogate:
@@ -119,9 +137,11 @@ class PatternSurrogate:
         self._y.append(float(score))
         self._model = None
 
-    def predict(self, patterns: list[list[str]]) -> np.ndarray:
+    def predict(self, patterns: list[list[str]], rng: np.random.Generator | None = None) -> np.ndarray:
+        """Predicted scores: the posterior mean, or with `rng` one posterior draw (Thompson sampling)."""
         if not self._y:
             raise ValueError("the surrogate has no observations yet")
         if self._model is None:
             self._model = fit_ridge(np.stack(self._x), np.asarray(self._y), self.alphas)
-        return self._model.predict(np.stack([features(p, self.allowed) for p in patterns]))
+        model = self._model if rng is None else self._model.draw(rng)
+        return model.predict(np.stack([features(p, self.allowed) for p in patterns]))

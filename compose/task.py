@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from agents.journal import Node
 from agents.policies import Action
 from agents.search import Proposal
@@ -140,7 +142,9 @@ class ComposeTask:
             return prop  # nothing new among them: the search journals it as invalid, the policy debugs it
         choice = new[0]
         if len(self.surrogate) >= cfg.min_points:
-            predicted = self.surrogate.predict([c.payload["pattern"] for c in new])
+            # Thompson: one posterior draw per step, seeded from the agent's stream (replays draw the same)
+            draw = np.random.default_rng(rng.getrandbits(64)) if cfg.acquisition == "thompson" else None
+            predicted = self.surrogate.predict([c.payload["pattern"] for c in new], draw)
             best = int(predicted.argmin())
             choice = new[best]
             choice.payload["surrogate"] = {"predicted": float(predicted[best]), "candidates": len(new),

@@ -7,6 +7,7 @@ import random
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
@@ -56,6 +57,32 @@ def test_bad_surrogate_settings_are_config_errors():
         SurrogateConfig(candidates=-1).check()
     with pytest.raises(ConfigError, match="surrogate.min_points"):
         SurrogateConfig(candidates=4, min_points=1).check()
+    with pytest.raises(ConfigError, match="surrogate.acquisition: choose one of mean, thompson"):
+        SurrogateConfig(candidates=4, acquisition="ucb").check()
+
+
+def test_thompson_draws_spread_around_the_mean_and_narrow_with_more_data():
+    space = [list(p) for p in itertools.product(ALLOWED, repeat=6)]
+    rng = random.Random(1)
+    test = rng.sample(space, 50)
+
+    def spread(n: int) -> tuple[float, float]:
+        s = PatternSurrogate(ALLOWED)
+        for p in rng.sample(space, n):
+            s.observe(p, true_score(p) + rng.gauss(0, 0.02))
+        mean = s.predict(test)
+        draws = np.stack([s.predict(test, np.random.default_rng(i)) for i in range(200)])
+        # how far the draws' average is from the mean, against their spread
+        return float(np.abs(draws.mean(axis=0) - mean).max() / draws.std(axis=0).mean()), float(draws.std(axis=0).mean())
+
+    off_small, sd_small = spread(15)
+    off_big, sd_big = spread(300)
+    assert off_small < 0.4 and off_big < 0.4  # centred on the ridge mean (200 draws: ~0.07 SD of the mean)
+    assert sd_big < 0.5 * sd_small, (sd_small, sd_big)  # more data, less doubt
+    s = PatternSurrogate(ALLOWED)
+    for p in space[:20]:
+        s.observe(p, true_score(p))
+    assert np.array_equal(s.predict(test, np.random.default_rng(7)), s.predict(test, np.random.default_rng(7)))
 
 
 @pytest.fixture(scope="module")
