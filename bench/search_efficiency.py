@@ -38,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,19 @@ def truth(config: str, overrides: list[str], pattern: list[str], seeds: int, wor
     return statistics.fmean(values)
 
 
+def bounded(pool: ProcessPoolExecutor, fn, calls: list[tuple], limit: int):
+    """(index, fn(*call)) in the order they finish, with at most `limit` calls handed to the pool at once:
+    a pool queues one call beyond those running, which Ctrl-C could then neither cancel nor stop."""
+    pending, todo = {}, list(enumerate(calls))
+    while todo or pending:
+        while todo and len(pending) < limit:
+            i, call = todo.pop(0)
+            pending[pool.submit(fn, *call)] = i
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            yield pending.pop(future), future.result()
+
+
 def interval(xs: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (0 for one value)."""
     from scipy import stats
@@ -217,16 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     # Searches in processes, not threads: Ctrl-C reaches each one, whose executor then kills its workers.
     pool = ProcessPoolExecutor(a.parallel, mp_context=multiprocessing.get_context("spawn"))
     try:
-        for r in pool.map(search_one, *zip(*[(a.config, overrides, p, s, evals, work) for p, s in jobs])):
+        for _, r in bounded(pool, search_one, [(a.config, overrides, p, s, evals, work) for p, s in jobs], a.parallel):
             print(f"  {r['policy']:>24} seed {r['seed']}: crowned {r['pattern']} ({r['observed']}), {r['done']} done, "
                   f"{r['failed']} failed, {r['invalid']} invalid, {r['wall_s']}s", flush=True)
             runs.append(r)
+        runs.sort(key=lambda r: (r["seed"], policies.index(r["policy"])))
         crowned = sorted({tuple(r["pattern"]) for r in runs if r["pattern"]})
-        values = pool.map(truth, *zip(*[(a.config, overrides, list(c), a.truth_seeds, work) for c in crowned]))
-        quality = dict(zip(crowned, values))
+        quality = {crowned[i]: v for i, v in bounded(
+            pool, truth, [(a.config, overrides, list(c), a.truth_seeds, work) for c in crowned], a.parallel)}
     except KeyboardInterrupt:
-        # Searches not started are dropped (a plain `with` would run them all before it returned).
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)  # the searches running were interrupted too (Ctrl-C)
         sys.exit(f"stopped; what finished is kept in {work}: the same command with --work-dir {work} continues")
     pool.shutdown()
     for r in runs:

@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from aira.config import with_overrides
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
-from compose.tabular import SCORE, key, load
+from compose.tabular import SCORE, key, load, resolve_path
 from compose.variants import variant_overrides
 
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "greedy+surrogate",
@@ -78,14 +79,17 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
         cfg.tabular["budget"] = None  # the rungs choose the budget of each read
     # A multi-fidelity search makes more, cheaper evaluations: enough for `evals` top-budget ones.
     cfg.search.max_evals = math.ceil(evals * top / min(cfg.rungs)) if multi else evals
-    # On a partial table a proposal outside the measured patterns fails at no cost (curves count only
-    # done evaluations), so the search may make more: the space is, in effect, the measured patterns.
-    # Twice what a uniform proposer needs, since mutations of good patterns may miss more often.
-    if (share := coverage(t)) < 1.0:
-        cfg.search.max_evals = math.ceil(2 * cfg.search.max_evals / share)
     cfg.search.seed = seed
     cfg.search.n_agents, cfg.search.n_workers = agents, agents
     cfg.search.policy_args = dict(policy_args or {})
+    # On a partial table a proposal outside the measured patterns fails at no cost (curves count only
+    # done evaluations), so the search may make more: the space is, in effect, the measured patterns.
+    # Twice what a uniform proposer needs, since mutations of good patterns may miss more often. Such a
+    # failure is not the policy's to repair: a `debug` step (a random mutation of the unmeasured
+    # pattern, never ranked by a surrogate) would spend lookups that random search never spends.
+    if (share := coverage(t)) < 1.0:
+        cfg.search.max_evals = math.ceil(2 * cfg.search.max_evals / share)
+        cfg.search.policy_args["debug_prob"] = 0.0
     cfg.search.max_invalid_in_a_row = 200  # duplicates are invalid proposals; late in a small space there are many
     with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
         search = open_search(cfg, Path(d) / "run")
@@ -241,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         chosen = args.policies.split(",") if args.policies != ",".join(POLICIES) else None
         replot(args.replot, chosen, Path(args.out))
         return 0
-    table = load(args.table)
+    # Every search reads one snapshot: a table still being built is rewritten while this runs.
+    snapshot_dir = tempfile.TemporaryDirectory(prefix="aira-table-")
+    snapshot = Path(snapshot_dir.name) / resolve_path(args.table).name
+    shutil.copy(resolve_path(args.table), snapshot)
+    if resolve_path(args.table).with_suffix(".json").is_file():
+        shutil.copy(resolve_path(args.table).with_suffix(".json"), snapshot.with_suffix(".json"))
+    table = load(str(snapshot))
     budget = args.budget or max(table.budgets)
     mean = table.mean(budget)
     results: dict[str, list[dict]] = {}
@@ -252,18 +262,26 @@ def main(argv: list[str] | None = None) -> int:
     share = coverage(table)
     if share < 1.0:
         # A preview while the table is being built: the measured patterns are a uniform sample of the
-        # space (the builder's order), but a mutation now lands on an unmeasured pattern 1 - share of the
-        # time, and finalists' re-reads are scheduled after max_evals, which counts the failed lookups.
+        # space (the builder's order); a proposal outside it fails at no cost and is not repaired (run_one).
+        # Finalists' re-reads are scheduled after max_evals, which counts those failures: not comparable.
         finalists = [n for n in names if "finalists" in n]
-        if finalists:
+        if finalists and args.policies == ",".join(POLICIES):
+            names = [n for n in names if n not in finalists]
+            print(f"left out on a partial table: {', '.join(finalists)}", flush=True)
+        elif finalists:
             raise SystemExit(f"{args.table} measures {share:.0%} of its space; {', '.join(finalists)} need a "
-                             f"complete table (their re-reads would fall outside the cost compared)")
-        print(f"PREVIEW: {args.table} measures {len(mean)} patterns, {share:.0%} of its space; a lookup of an "
-              f"unmeasured pattern fails at no cost, so the space compared is the measured sample", flush=True)
+                             f"complete table (their re-reads would fall outside the cost compared); "
+                             f"choose --policies without them")
+        print(f"PREVIEW: {args.table} measures {len(table.patterns())} of the {table.space_size} patterns "
+              f"({share:.0%}); a lookup of an unmeasured pattern fails at no cost and is not repaired, so "
+              f"the space compared is the measured sample", flush=True)
+        if args.evals > len(mean):
+            raise SystemExit(f"--evals {args.evals} is more than the {len(mean)} measured patterns at budget "
+                             f"{budget}; lower it")
     # Searches in processes: each is a whole coordinator (SQLite journal, policy, operators) in one thread.
-    with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with snapshot_dir, ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         for policy in names:
-            jobs = [(args.table, policy, seed, args.evals, args.agents, budget) for seed in range(args.seeds)]
+            jobs = [(str(snapshot), policy, seed, args.evals, args.agents, budget) for seed in range(args.seeds)]
             results[policy] = list(pool.map(scored_run, *zip(*jobs)))
             r = results[policy]
             print(f"{policy:>24}: final regret {statistics.fmean(x['regret'][-1] for x in r):.4f}, "
@@ -271,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{time.time() - start:.0f}s]", flush=True)
     summary = summarise(results, args.evals)
     meta = {"table": args.table, "budget": budget, "seeds": args.seeds, "evals": args.evals, "agents": args.agents,
-            "metric": table.metric, "patterns": len(mean), "coverage": share,
+            "metric": table.metric, "patterns": len(table.patterns()), "coverage": share,
             "table_progress": table.meta.get("progress")}
     write(Path(args.out), summary, meta)
     print((Path(args.out) / "compare.md").read_text())

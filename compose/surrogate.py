@@ -24,7 +24,7 @@ ranking the same few features first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -89,13 +89,17 @@ class Ridge:
     alpha: float
     inverse: np.ndarray  # (Z'Z + alpha I)^-1: the weights' posterior covariance up to the noise variance
     noise: float  # the noise variance, estimated by the leave-one-out mean squared error
+    _root: np.ndarray | None = field(default=None, repr=False, compare=False)  # Cholesky factor of inverse
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.bias + ((x - self.mean) / self.scale) @ self.w
 
     def draw(self, rng: np.random.Generator) -> Ridge:
-        """The same model with weights drawn from their posterior (a Gaussian prior of matching penalty)."""
-        w = rng.multivariate_normal(self.w, self.noise * self.inverse, method="cholesky")
+        """The same model with weights drawn from their posterior (a Gaussian prior of matching penalty).
+        The intercept is left at its mean: its doubt shifts every candidate alike, so it ranks none higher."""
+        if self._root is None:  # the factor is computed once per fit; alpha > 0 keeps it positive definite
+            self._root = np.linalg.cholesky(self.inverse)
+        w = self.w + np.sqrt(self.noise) * (self._root @ rng.standard_normal(len(self.w)))
         return Ridge(self.mean, self.scale, self.bias, w, self.alpha, self.inverse, self.noise)
 
 

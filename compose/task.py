@@ -148,7 +148,7 @@ class ComposeTask:
             best = int(predicted.argmin())
             choice = new[best]
             choice.payload["surrogate"] = {"predicted": float(predicted[best]), "candidates": len(new),
-                                           "observed": len(self.surrogate)}
+                                           "observed": len(self.surrogate), "acquisition": cfg.acquisition}
             choice.payload["plan"] += f"; surrogate: best predicted of {len(new)} new candidates"
         # _seen is not written here: agents propose concurrently, and the search's own dedup at commit
         # (in agent order) settles two agents choosing the same candidate, the same way every time.

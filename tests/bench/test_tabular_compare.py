@@ -103,7 +103,7 @@ def test_replot_draws_chosen_policies_of_earlier_runs_and_names_a_missing_one(tm
         compare.main(["--replot", str(tmp_path / "one"), "--policies", "tpe", "--out", str(out)])
 
 
-def test_a_partial_table_is_compared_as_its_measured_sample_and_refuses_finalists(tmp_path):
+def test_a_partial_table_is_compared_as_its_measured_sample_and_refuses_finalists(tmp_path, monkeypatch):
     rows = []
     patterns = list(itertools.product(["attn", "mlp", "mamba2"], repeat=3))
     for i, p in enumerate(patterns[::2]):  # 14 of the 27 patterns measured
@@ -111,13 +111,31 @@ def test_a_partial_table_is_compared_as_its_measured_sample_and_refuses_finalist
             rows.append({"pattern": "-".join(p), "budget": 5, "seed": seed, "mad_error": i / 27 + seed / 100})
     table = save(tmp_path / "part.csv", rows, META)
     assert compare.coverage(compare.load(str(table))) == pytest.approx(14 / 27)
-    # Mutations that land outside the sample fail at no cost: the search still pays (at least) `evals` lookups.
-    trace = compare.run_one(str(table), "evolutionary", seed=0, evals=10, agents=1, budget=5)
+    operators = []
+    real_open = compare.open_search
+
+    def spying_open(cfg, run_dir, **kw):  # the real search; records what it did before its folder goes
+        search = real_open(cfg, run_dir, **kw)
+        run = search.run
+
+        def run_and_record():
+            journal = run()
+            operators.extend((n.operator, n.status) for n in journal.nodes())
+            return journal
+        search.run = run_and_record
+        return search
+
+    monkeypatch.setattr(compare, "open_search", spying_open)
+    # Greedy improves the best; an improvement outside the sample fails at no cost and is not repaired
+    # (a `debug` step would spend lookups random search never spends), and the search still pays `evals`.
+    trace = compare.run_one(str(table), "greedy", seed=0, evals=10, agents=1, budget=5)
     assert len(trace) >= 10 and len({e.pattern for e in trace}) == len(trace)
-    assert {e.pattern for e in trace} <= {r["pattern"] for r in rows}
+    assert ("improve", "failed") in operators and not any(op == "debug" for op, _ in operators)
     with pytest.raises(SystemExit, match="complete table"):
         compare.main(["--table", str(table), "--policies", "random,random+finalists", "--seeds", "1",
                       "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="more than the 14 measured patterns"):
+        compare.main(["--table", str(table), "--policies", "random", "--evals", "20", "--out", str(tmp_path / "o")])
     summary = compare.summarise({"random": [compare.curves(trace, compare.load(str(table)).mean(5), 10)]}, 10)
     meta = {"table": "part", "budget": 5, "seeds": 1, "evals": 10, "agents": 1, "metric": "mad_error",
             "patterns": 14, "coverage": 14 / 27}

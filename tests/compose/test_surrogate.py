@@ -79,10 +79,25 @@ def test_thompson_draws_spread_around_the_mean_and_narrow_with_more_data():
     off_big, sd_big = spread(300)
     assert off_small < 0.4 and off_big < 0.4  # centred on the ridge mean (200 draws: ~0.07 SD of the mean)
     assert sd_big < 0.5 * sd_small, (sd_small, sd_big)  # more data, less doubt
+
+
+def test_thompson_draws_have_the_posterior_variance_and_survive_a_noiseless_fit():
+    space = [list(p) for p in itertools.product(ALLOWED, repeat=6)]
+    rng = random.Random(2)
     s = PatternSurrogate(ALLOWED)
-    for p in space[:20]:
-        s.observe(p, true_score(p))
-    assert np.array_equal(s.predict(test, np.random.default_rng(7)), s.predict(test, np.random.default_rng(7)))
+    for p in rng.sample(space, 40):
+        s.observe(p, true_score(p) + rng.gauss(0, 0.02))
+    test = rng.sample(space, 30)
+    draws = np.stack([s.predict(test, np.random.default_rng(i)) for i in range(2000)])
+    model = s._model
+    z = (np.stack([features(p, ALLOWED) for p in test]) - model.mean) / model.scale
+    expected = model.noise * np.einsum("ij,jk,ik->i", z, model.inverse, z)  # s^2 z'(Z'Z + alpha I)^-1 z
+    ratio = draws.var(axis=0) / expected
+    assert 0.85 < ratio.mean() < 1.15 and ratio.min() > 0.75 and ratio.max() < 1.3, ratio  # 2000 draws: ~3% SD
+    flat = PatternSurrogate(ALLOWED)  # every score equal: no doubt left, the draw is the mean
+    for p in space[:12]:
+        flat.observe(p, 0.5)
+    assert np.allclose(flat.predict(test, np.random.default_rng(0)), 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +162,17 @@ def test_proposals_record_the_prediction_and_a_resumed_search_relearns_from_its_
     with Journal(run / "journal.db") as j:
         assert len({key(n.payload["pattern"]) for n in j.nodes("done")}) == 14  # no pattern evaluated twice
         assert all(SCORE in n.metrics for n in j.nodes("done"))
+
+
+def test_a_thompson_search_replays_the_same_and_records_its_acquisition(synthetic_table, tmp_path):
+    def patterns(run_dir: Path) -> list[str]:
+        cfg = _config(synthetic_table, run_dir, "greedy", 3, 16, 8)
+        cfg.surrogate.acquisition = "thompson"
+        open_search(cfg, run_dir).run()
+        with Journal(run_dir / "journal.db") as j:
+            nodes = j.nodes()
+        ranked = [n for n in nodes if "surrogate" in n.payload]
+        assert ranked and all(n.payload["surrogate"]["acquisition"] == "thompson" for n in ranked)
+        return [key(n.payload["pattern"]) for n in nodes]
+
+    assert patterns(tmp_path / "a") == patterns(tmp_path / "b")
