@@ -93,7 +93,7 @@ import signal as _signal
 def _late(*_a):
     with torch.no_grad():
         for _p in model.parameters():
-            _p.zero_()
+            _p.normal_(0.0, 10.0)  # confidently wrong: far above the 8 bits of uniform logits
     save_model(model, config)
     print("LATE save", flush=True)
     raise SystemExit(0)
@@ -103,7 +103,9 @@ _signal.signal(_signal.SIGINT, _late)
     out = staged.evaluate(planted(at_main=late, replace=(BREAK, never_stop)), budget_s=1.0, overhead_s=12.0)
     assert out["stopped_by_clock"]
     assert "LATE save" in out["stdout_tail"]  # it did save a (zeroed) model after the deadline ...
-    assert out["val_bpb"] < 7.9  # ... which is not what was scored: zero weights give uniform logits, 8 bits
+    # ... which is not what was scored. What was saved by the deadline may be an early, barely trained model
+    # (on a loaded machine the sandbox's start-up eats most of the budget): ~8 bits, uniform-ish logits.
+    assert out["val_bpb"] < 8.5, out["val_bpb"]
 
 
 @needs_uid
