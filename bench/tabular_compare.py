@@ -246,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         replot(args.replot, chosen, Path(args.out))
         return 0
     # Every search reads one snapshot: a table still being built is rewritten while this runs.
+    source = resolve_path(args.table)
     snapshot_dir = tempfile.TemporaryDirectory(prefix="aira-table-")
-    snapshot = Path(snapshot_dir.name) / resolve_path(args.table).name
-    shutil.copy(resolve_path(args.table), snapshot)
-    if resolve_path(args.table).with_suffix(".json").is_file():
-        shutil.copy(resolve_path(args.table).with_suffix(".json"), snapshot.with_suffix(".json"))
+    snapshot = Path(snapshot_dir.name) / source.name
+    shutil.copy(source, snapshot)
+    if source.with_suffix(".json").is_file():
+        shutil.copy(source.with_suffix(".json"), snapshot.with_suffix(".json"))
     table = load(str(snapshot))
     budget = args.budget or max(table.budgets)
     mean = table.mean(budget)

@@ -87,9 +87,14 @@ class Ridge:
     bias: float
     w: np.ndarray
     alpha: float
-    inverse: np.ndarray  # (Z'Z + alpha I)^-1: the weights' posterior covariance up to the noise variance
+    gram: np.ndarray  # Z'Z of the standardised features (what a posterior draw needs)
     noise: float  # the noise variance, estimated by the leave-one-out mean squared error
     _root: np.ndarray | None = field(default=None, repr=False, compare=False)  # Cholesky factor of inverse
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """(Z'Z + alpha I)^-1: the weights' posterior covariance up to the noise variance."""
+        return np.linalg.inv(self.gram + self.alpha * np.eye(len(self.gram)))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.bias + ((x - self.mean) / self.scale) @ self.w
@@ -100,7 +105,7 @@ class Ridge:
         if self._root is None:  # the factor is computed once per fit; alpha > 0 keeps it positive definite
             self._root = np.linalg.cholesky(self.inverse)
         w = self.w + np.sqrt(self.noise) * (self._root @ rng.standard_normal(len(self.w)))
-        return Ridge(self.mean, self.scale, self.bias, w, self.alpha, self.inverse, self.noise)
+        return Ridge(self.mean, self.scale, self.bias, w, self.alpha, self.gram, self.noise)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> Ridge:
@@ -120,7 +125,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) 
         if best is None or err < best[0]:
             best = (err, a, inv @ yc)
     err, alpha, w = best
-    return Ridge(mean, scale, bias, w, alpha, np.linalg.inv(gram + alpha * np.eye(z.shape[1])), err)
+    return Ridge(mean, scale, bias, w, alpha, gram, err)
 
 
 class PatternSurrogate:
