@@ -132,11 +132,13 @@ def _short(payload: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def replay_run(src: Path, out: Path, cfg: Any, open_search) -> tuple[int, list[str]]:
+def replay_run(src: Path, out: Path, cfg: Any, open_search, executor: Any = None) -> tuple[int, list[str]]:
     """Re-run the search of `src` offline into `out` with its config `cfg` (whose `llm` dict holds
     agents.llm.LLMConfig fields): evaluations and LLM replies are read back. Returns the replayed journal's
     node count and its differences from the original (empty: the same search); ReplayDivergence where the
-    two part. `open_search(cfg, run_dir, executor=...)` is the domain's (compose.run, design.run)."""
+    two part. `open_search(cfg, run_dir, executor=...)` is the domain's (compose.run, design.run).
+    `executor`: evaluations that are exact and cheap to repeat (a table lookup, which the original ran
+    in-process and kept no job files of) are re-run by it instead of read back."""
     from aira.errors import UserError
 
     if (out / "journal.db").exists():
@@ -144,17 +146,18 @@ def replay_run(src: Path, out: Path, cfg: Any, open_search) -> tuple[int, list[s
     cfg.run_dir = str(out)
     if cfg.llm.get("backend", "none") != "none":  # replies come from the original's store, never the network
         cfg.llm = {**cfg.llm, "replay": True, "store_dir": str(src / "llm")}
-    search = open_search(cfg, out, executor=ReplayExecutor(src))
+    search = open_search(cfg, out, executor=executor or ReplayExecutor(src))
     search.run()
     with Journal(src / "journal.db") as original:
         return len(search.journal.nodes()), compare_journals(original, search.journal)
 
 
-def replay_command(src: Path, out: Path, config: Any, open_search: Callable, read_back: str) -> int:
+def replay_command(src: Path, out: Path, config: Any, open_search: Callable, read_back: str,
+                   executor: Any = None) -> int:
     """What every stage's `replay` verb does: replay SRC into OUT, print the verdict, 0 if identical else 1."""
     print(f"replaying {src} into {out} (offline: {read_back})", flush=True)
     try:
-        n, diffs = replay_run(src, out, config, open_search)
+        n, diffs = replay_run(src, out, config, open_search, executor)
     except ReplayDivergence as e:
         print(f"replay diverged: {e}", file=sys.stderr)
         return 1

@@ -183,7 +183,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     src = Path(args.run_dir)
     out = Path(args.out) if args.out else src / "replay"
-    return replay_command(src, out, load_run_config(src), open_search, "evaluations and LLM replies are read back")
+    cfg = load_run_config(src)
+    if cfg.kind == "tabular":  # lookups ran in the coordinator and left no job files: look them up again
+        from compose.tabular import LookupExecutor
+
+        return replay_command(src, out, cfg, open_search, "table lookups are repeated, LLM replies read back",
+                              LookupExecutor())
+    return replay_command(src, out, cfg, open_search, "evaluations and LLM replies are read back")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,43 @@ def test_a_finalists_phase_with_fewer_scored_nodes_than_finalists_is_complete():
     assert [n.metrics["evals"] for n in run.scored()[:2]] == [2, 2]
     assert not Run(path=Path("."), config={"search": {"finalists": 3, "leaderboard_size": 1}},
                    nodes=[a, b, rereads[0]], metric=SCORE).finalists_pending()  # the board held 1
+
+
+def test_an_llm_agent_searches_the_table_and_its_replay_needs_neither_server_nor_key(table, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """The issue's point of a table: LLM agents too run on it in seconds (real SDK, real HTTP on loopback),
+    and a replay reads every reply and lookup back offline."""
+    from tests.agents.llm_server import ScriptedLLMServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    patterns = iter([["mamba2", "attn"], ["attn", "attn"], ["mlp", "mamba2"], ["attn", "mlp"]])
+
+    def reply(body):  # an "LLM" that proposes the next pattern of its list, whatever it is asked
+        return {"text": f"```json\n{json.dumps({'pattern': next(patterns), 'rationale': 'try it'})}\n```",
+                "tokens_in": 50, "tokens_out": 10}
+
+    path = _config(tmp_path, table)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["search"] |= {"policy": "greedy", "policy_args": {"num_drafts": 2}, "n_agents": 1, "max_evals": 4}
+    run = tmp_path / "run"
+    with ScriptedLLMServer(default=reply) as srv:
+        cfg["llm"] = {"backend": "openai", "model": "scripted-1", "base_url": srv.openai_url, "timeout_s": 10,
+                      "max_retries": 0}
+        path.write_text(yaml.safe_dump(cfg))
+        assert main(["search", str(path), f"run_dir={run}"]) == 0
+        prompts = [b["messages"][1]["content"] for b in srv.requests]
+    t = load(str(table))
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+    assert [n.payload["pattern"] for n in done] == [["mamba2", "attn"], ["attn", "attn"], ["mlp", "mamba2"],
+                                                    ["attn", "mlp"]]
+    for n in done:
+        assert n.metrics[SCORE] in {r["mad_error"] for r in t.rows[("-".join(n.payload["pattern"]), 8)]}
+    # the improve prompts show the parents' table scores, never the hidden test split
+    assert len(prompts) == 4 and f"{SCORE}: " in prompts[2] and all("test_" not in p for p in prompts)
+    capsys.readouterr()
+    monkeypatch.delenv("OPENAI_API_KEY")  # the server is gone too
+    assert main(["replay", str(run)]) == 0
+    assert "replay reached the same journal: 4 nodes" in capsys.readouterr().out
