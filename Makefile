@@ -52,11 +52,13 @@ gpu-wheels: setup
 # what it says, compare search policies on it. TABLE=mad-3x6 by default.
 TABLE ?= mad-3x6
 WORKERS ?= 2
+# the table tabular-report rank-correlates TABLE with (MAD vs text); VS= for none
+VS ?= text-3x6
 tabular: setup
 	$(BIN)/python bench/tabular_build.py --name $(TABLE) --workers $(WORKERS)
 
 tabular-report: setup
-	$(BIN)/python bench/tabular_report.py --table $(TABLE)
+	$(BIN)/python bench/tabular_report.py --table $(TABLE) $(if $(VS),--vs $(VS))
 
 tabular-compare: setup
 	$(BIN)/python bench/tabular_compare.py --table $(TABLE) --parallel $(WORKERS)

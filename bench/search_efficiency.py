@@ -13,7 +13,8 @@ get the same score, and scores are cached by job payload (this saves time only).
 What is compared is what a user would keep: the design the search crowns (compose.results.Run.scored,
 the same rule as `aira compose leaderboard`). Its quality is measured apart from the search, by
 training the crowned pattern again with --truth-seeds fresh proxy seeds (1000, 1001, ...) and taking
-the mean, so a pattern that was lucky on the search's seed does not flatter its policy. Reported per
+the mean of its hidden test metric (test_mad_error for MAD: a split no search ranks by), so a pattern
+that was lucky on the search's seed or validation data does not flatter its policy. Reported per
 policy: that quality (mean and 95% t-interval over search seeds), the paired difference to random
 search with the same search seed (mean and 95% t-interval; < 0 is better for a lower-is-better
 metric), and how many seeds it won. Writes JSON and Markdown to --out.
@@ -21,7 +22,8 @@ metric), and how many seeds it won. Writes JSON and Markdown to --out.
 Hours of training are kept: with --work-dir DIR (`make search-confirm` uses runs/search_efficiency/heldout)
 every result is cached in DIR/cache and every search's journal in DIR/POLICY-seedN, so the same command
 started again (after Ctrl-C or a lost session) replays what was done in seconds and trains only what was
-not; more --seeds later adds seeds to the ones already run.
+not; more --seeds later adds seeds to the ones already run. DIR/settings.json records the config (and its
+hash), overrides, --evals and --truth-seeds; a later run with other ones is refused rather than mixed in.
 """
 
 from __future__ import annotations
@@ -94,12 +96,21 @@ def evaluate_cached(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_config(config: str, overrides: list[str], name: str, seed: int, evals: int):
+    import yaml
+
     from aira.config import load_config, with_overrides
     from compose.config import ComposeConfig
     from compose.variants import variant_overrides
 
-    base = load_config(ComposeConfig, config, overrides)
-    cfg = with_overrides(base, variant_overrides(name, rungs=base.rungs or None))
+    # `rungs=[...]` goes to the variant: a multi-fidelity one climbs them, every other one has none
+    rungs = [yaml.safe_load(o.split("=", 1)[1]) for o in overrides if o.startswith("rungs=")]
+    base = load_config(ComposeConfig, config, [o for o in overrides if not o.startswith("rungs=")])
+    cfg = with_overrides(base, variant_overrides(name, rungs=(rungs[-1] if rungs else base.rungs) or None))
+    if cfg.search.policy != base.search.policy:
+        cfg.search.policy_args = {}  # the config's policy_args are its own policy's
+    if cfg.rungs and cfg.kind == "mad" and max(cfg.rungs) != cfg.mad.get("steps"):
+        raise SystemExit(f"{name}: the top rung ({max(cfg.rungs)} steps) must be mad.steps ({cfg.mad.get('steps')}), "
+                         f"the budget at which crowned designs are re-trained; set one to the other")
     cfg.search.seed, cfg.search.max_evals = seed, evals
     cfg.search.n_agents, cfg.search.n_workers = 1, 1
     cfg.search.max_proposals_per_agent = 20 * evals
@@ -130,7 +141,9 @@ def search_one(config: str, overrides: list[str], name: str, seed: int, evals: i
 
 
 def truth(config: str, overrides: list[str], pattern: list[str], seeds: int, work: Path) -> float:
-    """The mean metric of `pattern` re-trained with `seeds` fresh proxy seeds (cached like the searches)."""
+    """The mean hidden test metric of `pattern` re-trained with `seeds` fresh proxy seeds (cached like the
+    searches); the validation metric where the task has no hidden split."""
+    from agents.hidden import hidden_metric
     from agents.journal import Node
     from compose.run import build_task
 
@@ -140,8 +153,25 @@ def truth(config: str, overrides: list[str], pattern: list[str], seeds: int, wor
     for i in range(seeds):
         node = Node("draft", "truth", {**task.check(pattern).payload, "eval_seed": TRUTH_SEED + i})
         value = evaluate_cached({"cache": str(work / "cache"), "target": task.target, "job": task.job_payload(node)})
-        values.append(task.metrics(value)[task.metric])
+        metrics = task.metrics(value)
+        values.append(metrics.get(hidden_metric(task.metric), metrics[task.metric]))
     return statistics.fmean(values)
+
+
+def check_settings(work: Path, settings: dict[str, Any]) -> None:
+    """Record the settings a work dir's searches ran with; refuse other ones (their journals would mix)."""
+    path = work / "settings.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            sys.exit(f"{work} holds searches run with other settings ({', '.join(changed)}: "
+                     f"{', '.join(f'{before.get(k)!r}' for k in changed)}); use another --work-dir, or those settings")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    from agents.worker import write_json_atomic
+
+    write_json_atomic(path, settings)
 
 
 def bounded(pool: ProcessPoolExecutor, fn, calls: list[tuple], limit: int):
@@ -186,8 +216,9 @@ def summarise(runs: list[dict[str, Any]], policies: list[str]) -> dict[str, dict
 
 def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     title = (f"{meta['config']} ({' '.join(meta['overrides']) or 'as is'}): {meta['evals']} evaluations per search, "
-             f"{meta['seeds']} search seeds; crowned design re-trained with {meta['truth_seeds']} fresh seeds.")
-    head = (f"| policy | crowned {meta['metric']} (mean ± 95% CI) | minus random, paired (mean ± 95% CI) | "
+             f"{meta['seeds']} search seeds; crowned design re-trained with {meta['truth_seeds']} fresh seeds, "
+             f"scored by its hidden test {meta['metric']}.")
+    head = (f"| policy | crowned, test {meta['metric']} (mean ± 95% CI) | minus random, paired (mean ± 95% CI) | "
             "seeds better than random |")
     lines = [title, "", head, "|---|---|---|---|"]
     for p, r in summary.items():
@@ -222,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in policies:
         make_config(a.config, overrides, p, 0, evals)  # a bad config or name stops here, before hours of training
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="aira-search-eff-"))
+    check_settings(work, {"config": str(a.config), "config_sha256": hashlib.sha256(Path(a.config).read_bytes()).hexdigest(),
+                          "overrides": overrides, "evals": evals, "truth_seeds": a.truth_seeds})
     print(f"{a.config} {' '.join(overrides)}: {policies}, {evals} evals x {seeds} seeds, work dir {work}", flush=True)
 
     t0 = time.time()

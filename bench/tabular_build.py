@@ -22,9 +22,11 @@ memorization (it saturates at 1.0 for any pattern with a mixer), 300 steps per t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -168,6 +170,9 @@ def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done
     else:
         suite = {"kind": "mad", "preset": "smoke", "tasks": args.tasks.split(","), "budgets_steps": budgets,
                  "seeds": seeds, "dtype": "fp32", "threads_per_cell": 1}
+    path = out / f"{args.name}.csv"
+    before = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
+    command, commit = "python bench/tabular_build.py " + " ".join(sys.argv[1:]), _git_commit()
     meta = {
         "metric": "mad_error" if args.suite == "mad" else "val_bpb",
         "space": {"n_layers": args.layers, "primitives": args.primitives.split(","), "d_model": args.d_model,
@@ -175,12 +180,34 @@ def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done
         "suite": suite,
         "progress": {"cells": n_cells, "done": n_done, "failed": len(failed),
                      "failed_examples": dict(list(failed.items())[:5])},
-        "command": "python bench/tabular_build.py " + " ".join(sys.argv[1:]),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "command": command,
+        # every invocation and code version the cells came from: a build spans sessions
+        "commands": _union(before.get("commands", [before["command"]] if "command" in before else []), command),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "aira": commit},
+        "aira_commits": _union(before.get("aira_commits", []), commit),
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform()},
         "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    return save(out / f"{args.name}.csv", rows, meta)
+    return save(path, rows, meta)
+
+
+def _union(items: list, item) -> list:
+    return items if item in items else [*items, item]
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str:
+    """The project's commit when this build started (`+changes` when the tree differed from it, tables
+    aside), or "unknown" outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!compose/tables"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def _cpu() -> str:
@@ -195,6 +222,7 @@ def _cpu() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    _git_commit()  # the code this build runs, before anyone edits the tree under it
     build_dir = Path(args.build_dir or ROOT / "runs" / "tabular" / args.name)
     todo = cells(args)
     ids = [c[0] for c in todo]

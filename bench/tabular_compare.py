@@ -14,10 +14,14 @@ tabular proxy: a lookup per evaluation, with one measured training seed drawn pe
 policy meets the measured noise. Cost is counted in evaluations at the table's top budget (a
 multi-fidelity policy's low-budget reads cost their share). What is scored is what a user would
 crown: after a cost of n the incumbent is the node with the best *observed* score at the highest
-budget reached, and its quality is the pattern's seed-mean at the top budget. Reported per policy:
-regret (incumbent's mean - the best mean in the space) against cost, with a 95% interval over seeds; evaluations until the incumbent is in the top 1% of the
-space and among the top 10 patterns (median over seeds; a seed that never gets there counts as the
-budget + 1), and those as a ratio to random search. Writes JSON, Markdown and a PNG to --out.
+budget reached, and its quality is the pattern's seed-mean at the top budget (the seed the search
+read is one of the two: a lucky read is half corrected, as NAS-Bench-101's mean over its repeats
+does). Reported per policy: regret (incumbent's mean - the best mean in the space) against cost,
+with a 95% interval over seeds; evaluations until the incumbent is in the top 1% of the space (the
+best ceil(1% of the patterns)) and among the top 10 patterns (median over seeds; a seed that never
+gets there counts as the budget + 1, which understates random search's median when many of its
+seeds never get there, so a ratio is conservative), and those as a ratio to random search with a
+95% bootstrap interval over seeds. Writes JSON, Markdown and a PNG to --out.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from aira.config import with_overrides
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
-from compose.tabular import SCORE, key, load, resolve_path
+from compose.tabular import SCORE, TableError, key, load, resolve_path
 from compose.variants import variant_overrides
 
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "greedy+surrogate",
@@ -60,12 +64,14 @@ class Eval(NamedTuple):
 
 def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None,
             policy_args: dict | None = None) -> list[Eval]:
-    """Every finished evaluation, in the order they finished.
+    """Every finished evaluation, in the order they finished, and the search's number of finalists.
 
-    Cost is counted in evaluations at the table's top budget: a promoted node (multi-fidelity) pays
-    only the steps beyond its parent's rung, since the table's lower budgets are reads of the same
-    training run; every other evaluation pays its whole budget."""
+    Cost is counted in evaluations at the table's top budget: each read pays its whole budget, a
+    promoted node (multi-fidelity) too, since compose's asha trains a promotion again from scratch
+    at the higher rung (on the table the lower budget is a read of the same run part way)."""
     t = load(table_name)
+    if "space" not in t.meta:
+        raise TableError(f"{table_name}: no space in its meta (the JSON beside the CSV); a comparison needs it")
     space = t.meta["space"]
     cfg = ComposeConfig(name="tab", kind="tabular",
                         space=SearchSpace(n_layers=space["n_layers"], allowed=list(space["primitives"]),
@@ -87,7 +93,7 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
     # Twice what a uniform proposer needs, since mutations of good patterns may miss more often. Such a
     # failure is not the policy's to repair: a `debug` step (a random mutation of the unmeasured
     # pattern, never ranked by a surrogate) would spend lookups that random search never spends.
-    if (share := coverage(t)) < 1.0:
+    if (share := coverage(t)) < 1.0:  # a table being built: the space is its measured patterns
         cfg.search.max_evals = math.ceil(2 * cfg.search.max_evals / share)
         cfg.search.policy_args["debug_prob"] = 0.0
     cfg.search.max_invalid_in_a_row = 200  # duplicates are invalid proposals; late in a small space there are many
@@ -96,14 +102,10 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
         search.run()
         with Journal(Path(d) / "run" / "journal.db") as j:
             done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
-            budget_of = {n.id: n.metrics["budget"] for n in done}
-            out = []
-            for n in done:
-                b = n.metrics["budget"]
-                below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
-                out.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
             # A finalist's re-reads are journalled after the last proposal: they are the cost of crowning.
-            return out
+            trace = [Eval(key(n.payload["pattern"]), n.metrics[SCORE], n.metrics["budget"], n.metrics["budget"] / top)
+                     for n in done]
+            return trace, cfg.search.finalists
 
 
 def coverage(table) -> float:
@@ -115,16 +117,23 @@ def coverage(table) -> float:
 def scored_run(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None) -> dict:
     """run_one, scored by curves against the table's seed means (what a pool process hands back)."""
     table = load(table_name)
-    return curves(run_one(table_name, name, seed, evals, agents, budget), table.mean(budget), evals)
+    trace, finalists = run_one(table_name, name, seed, evals, agents, budget)
+    return curves(trace, table.mean(budget), evals, finalists)
 
 
-def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, object]:
+def top_share(n: int) -> int:
+    """How many patterns "the top 1%" of n is: ceil(1%), at least the best one (8 of 729, 1 of 81)."""
+    return max(1, math.ceil(0.01 * n))
+
+
+def curves(trace: list[Eval], mean: dict[str, float], evals: int, finalists: int = 0) -> dict[str, object]:
     """Regret of the incumbent after each unit of cost (one top-budget evaluation), and when it first
     entered the top 1% / top 10. The incumbent is what a user would crown (compose.results.Run.scored):
-    among the patterns read at the highest budget reached so far, the best observed score; once
-    finalists have been re-read, the best mean among them."""
+    among the patterns read at the highest budget reached so far, the best observed score; once all
+    `finalists` have been re-read, the best mean among them (until then, as Run.scored, every pattern
+    is ranked by its first read, so a half-done phase never crowns on fewer reads than its rivals)."""
     ranked = sorted(mean.values())
-    best, top1 = ranked[0], ranked[max(0, math.ceil(0.01 * len(ranked)) - 1)]
+    best, top1 = ranked[0], ranked[top_share(len(ranked)) - 1]
     top10 = ranked[min(9, len(ranked) - 1)]
     regret, first = [], {"top1pct": evals + 1, "top10": evals + 1}
     reads: dict[str, list[float]] = {}  # pattern -> observed scores at `level`
@@ -138,8 +147,11 @@ def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, o
                 level, reads = e.budget, {}
             if e.budget == level:
                 reads.setdefault(e.pattern, []).append(e.score)
-                # As Run.scored: patterns read more than once (re-read finalists) are crowned first.
-                inc = min(reads, key=lambda p: (len(reads[p]) == 1, statistics.fmean(reads[p]), p))
+                reread = sum(len(r) > 1 for r in reads.values())
+                if reread >= min(finalists, len(reads)):  # no phase, or it is over: patterns read again first
+                    inc = min(reads, key=lambda p: (len(reads[p]) == 1, statistics.fmean(reads[p]), p))
+                else:
+                    inc = min(reads, key=lambda p: (reads[p][0], p))
         true = mean.get(inc, ranked[-1]) if inc else ranked[-1]
         regret.append(true - best)
         if true <= top1 and first["top1pct"] > evals:
@@ -147,6 +159,16 @@ def curves(trace: list[Eval], mean: dict[str, float], evals: int) -> dict[str, o
         if true <= top10 and first["top10"] > evals:
             first["top10"] = i
     return {"regret": regret, **first}
+
+
+def ratio_interval(runs: list[int], base: list[int], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of median(runs) / median(base), the two resampled over seeds apart."""
+    import random
+
+    rng = random.Random(seed)
+    ratios = sorted(statistics.median(rng.choices(runs, k=len(runs))) / statistics.median(rng.choices(base, k=len(base)))
+                    for _ in range(draws))
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
@@ -164,6 +186,7 @@ def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
             if base:
                 row[f"evals_to_{goal}_vs_random"] = (row[f"evals_to_{goal}_median"]
                                                      / statistics.median(r[goal] for r in base))
+                row[f"evals_to_{goal}_vs_random_ci95"] = ratio_interval([r[goal] for r in runs], [r[goal] for r in base])
         out[policy] = row
     return out
 
@@ -171,19 +194,30 @@ def summarise(results: dict[str, list[dict]], evals: int) -> dict[str, dict]:
 def write(out_dir: Path, summary: dict, meta: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "policies": summary}, indent=1) + "\n")
-    partial = (f" PREVIEW on a partial table: {meta['patterns']} measured patterns, {meta['coverage']:.0%} of the "
-               f"space." if meta.get("coverage", 1.0) < 1.0 else "")
+    partial = ("" if meta.get("complete", True) else
+               f" PREVIEW on a table still being built: {meta['patterns']} measured patterns, {meta['coverage']:.0%} "
+               f"of the space, {meta.get('single_seed', 0)} of them with one seed so far (no seed noise in their "
+               f"lookups).")
     lines = [(f"Table {meta['table']} (budget {meta['budget']}), {meta['seeds']} seeds x a cost of "
               f"{meta['evals']} evaluations, "
-              f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean)."
-              + partial), "",
-             ("| policy | final regret (95% CI) | cost to top 1% (median) | vs random | reached | cost to top 10 "
-              "(median) | vs random | reached |"), "|---|---|---|---|---|---|---|---|"]
+              f"{meta['agents']} agent(s); regret in {meta['metric']} (seed-mean of the incumbent - best mean); "
+              + (f"top 1% = the best {top_share(meta['patterns'])} of {meta['patterns']} patterns; "
+                 if "patterns" in meta else "") +
+              "\"vs random\": ratio of median costs, with a 95% bootstrap interval over seeds." + partial), "",
+             ("| policy | final regret (95% CI) | cost to top 1% (median) | vs random (95% CI) | reached | cost to top 10 "
+              "(median) | vs random (95% CI) | reached |"), "|---|---|---|---|---|---|---|---|"]
+
+    def vs(r: dict, goal: str) -> str:
+        if f"evals_to_{goal}_vs_random" not in r:
+            return "-"
+        lo, hi = r[f"evals_to_{goal}_vs_random_ci95"]
+        return f"{r[f'evals_to_{goal}_vs_random']:.2f} ({lo:.2f}-{hi:.2f})"
+
     for p, r in summary.items():
         lines.append(f"| {p} | {r['final_regret']:.4f} ± {r['final_regret_ci95']:.4f} | "
-                     f"{r['evals_to_top1pct_median']:g} | {r.get('evals_to_top1pct_vs_random', float('nan')):.2f} | "
+                     f"{r['evals_to_top1pct_median']:g} | {vs(r, 'top1pct')} | "
                      f"{r['reached_top1pct']:.0%} | {r['evals_to_top10_median']:g} | "
-                     f"{r.get('evals_to_top10_vs_random', float('nan')):.2f} | {r['reached_top10']:.0%} |")
+                     f"{vs(r, 'top10')} | {r['reached_top10']:.0%} |")
     (out_dir / "compare.md").write_text("\n".join(lines) + "\n")
     plot(out_dir / "regret.png", summary, meta)
 
@@ -261,21 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         variant_overrides(name, rungs=table.budgets)  # an unknown one stops here, before the others run
     share = coverage(table)
-    if share < 1.0:
+    single = sum(len(rows) == 1 for (_, b), rows in table.rows.items() if b == budget)
+    if not table.complete:
         # A preview while the table is being built: the measured patterns are a uniform sample of the
         # space (the builder's order); a proposal outside it fails at no cost and is not repaired (run_one).
-        # Finalists' re-reads are scheduled after max_evals, which counts those failures: not comparable.
+        # Finalists' re-reads are scheduled after max_evals, which counts those failures, and a
+        # pattern measured with one seed so far has no other seed to re-read: not comparable.
         finalists = [n for n in names if "finalists" in n]
         if finalists and args.policies == ",".join(POLICIES):
             names = [n for n in names if n not in finalists]
             print(f"left out on a partial table: {', '.join(finalists)}", flush=True)
         elif finalists:
-            raise SystemExit(f"{args.table} measures {share:.0%} of its space; {', '.join(finalists)} need a "
-                             f"complete table (their re-reads would fall outside the cost compared); "
-                             f"choose --policies without them")
-        print(f"PREVIEW: {args.table} measures {len(table.patterns())} of the {table.space_size} patterns "
-              f"({share:.0%}); a lookup of an unmeasured pattern fails at no cost and is not repaired, so "
-              f"the space compared is the measured sample", flush=True)
+            raise SystemExit(f"{args.table} is still being built; {', '.join(finalists)} need a complete table "
+                             f"(every pattern with every seed); choose --policies without them")
+        print(f"PREVIEW: {args.table} is still being built: it measures {len(table.patterns())} of the "
+              f"{table.space_size} patterns ({share:.0%}), {single} of them with one seed so far (their lookups "
+              f"carry no seed noise); a lookup of an unmeasured pattern fails at no cost and is not repaired, "
+              f"so the space compared is the measured sample", flush=True)
         if args.evals > len(mean):
             raise SystemExit(f"--evals {args.evals} is more than the {len(mean)} measured patterns at budget "
                              f"{budget}; lower it")
@@ -291,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results, args.evals)
     meta = {"table": args.table, "budget": budget, "seeds": args.seeds, "evals": args.evals, "agents": args.agents,
             "metric": table.metric, "patterns": len(table.patterns()), "coverage": share,
+            "complete": table.complete, "single_seed": single,
             "table_progress": table.meta.get("progress")}
     write(Path(args.out), summary, meta)
     print((Path(args.out) / "compare.md").read_text())

@@ -69,6 +69,15 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 # ------------------------------------------------------------------ statistics (pure functions)
 
 
+def spearman_interval(rho: float | None, n: int) -> list[float] | None:
+    """95% interval of a Spearman correlation on n pairs: Fisher's z with Fieller et al.'s standard
+    error for ranks, 1.06 / sqrt(n - 3)."""
+    if rho is None or n < 5:
+        return None
+    z, half = math.atanh(max(-0.999999, min(0.999999, rho))), 1.96 * 1.06 / math.sqrt(n - 3)
+    return [math.tanh(z - half), math.tanh(z + half)]
+
+
 def coverage(table: Table) -> dict[str, Any]:
     size = table.space_size
     out: dict[str, Any] = {"space": size, "budgets": {}}
@@ -245,8 +254,8 @@ def versus(mine: dict[str, float], other: dict[str, float], primitives: list[str
     """Rank agreement on the patterns both tables hold, and why they disagree: per primitive, the
     Spearman of its count in a pattern with each table's score, and the top 10%'s mean counts in each."""
     common = sorted(set(mine) & set(other))
-    out: dict[str, Any] = {"n": len(common),
-                           "spearman": _spearman([mine[k] for k in common], [other[k] for k in common])}
+    rho = _spearman([mine[k] for k in common], [other[k] for k in common])
+    out: dict[str, Any] = {"n": len(common), "spearman": rho, "spearman_ci95": spearman_interval(rho, len(common))}
     if len(common) < 2 * round(1 / TOP_FRAC):
         return out
     counts = {p: [k.split("-").count(p) for k in common] for p in primitives}
@@ -416,7 +425,9 @@ def md_vs(rep: dict[str, Any]) -> str:
     v = rep["vs"]
     text = (f"### Against {v['table']}\n\nSpearman between {rep['table']} (budget {rep['top_budget']}) and "
             f"{v['table']} ({v['metric']}, budget {v['budget']}) on the {v['n']} patterns both hold: "
-            f"{_f(v['spearman'], '.2f')}.")
+            f"{_f(v['spearman'], '.2f')}"
+            + (f" (95% CI {v['spearman_ci95'][0]:.2f} to {v['spearman_ci95'][1]:.2f})." if v.get("spearman_ci95")
+               else "."))
     if "count_spearman" not in v:
         return text
     lines = [text, "", ("What each rewards (scores are lower-is-better: a negative Spearman means more of that "

@@ -82,6 +82,15 @@ class Table:
             return None
         return len(space["primitives"]) ** space["n_layers"]
 
+    @property
+    def complete(self) -> bool:
+        """Whether every pattern of the space is in with every seed of the build, at every budget. A table
+        still being built can hold every pattern with one seed: its lookups of those carry no seed noise."""
+        seeds = len(self.meta.get("suite", {}).get("seeds", [])) or max(len(r) for r in self.rows.values())
+        size = self.space_size
+        return ((size is None or all(len(self.patterns(b)) == size for b in self.budgets))
+                and all(len(rows) >= seeds for rows in self.rows.values()))
+
     def patterns(self, budget: int | None = None) -> list[str]:
         budget = budget or max(self.budgets)
         return sorted(k for k, b in self.rows if b == budget)
@@ -145,7 +154,9 @@ def save(path: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
     """A table: rows to path (NAME.csv), meta beside it (NAME.json); returns the CSV's path."""
     path = Path(path)
     write_rows(path, rows)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    tmp = path.with_suffix(".json.tmp")  # whole or not at all: a comparison may copy it while a build writes
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    tmp.replace(path.with_suffix(".json"))
     load.cache_clear()  # a table read before under this name is stale now
     return path
 

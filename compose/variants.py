@@ -8,6 +8,8 @@
 
 bench/tabular_compare.py (on a table) and bench/search_efficiency.py (real training) name policies
 this way, so a variant means the same settings in both, and the same a user would write in a config.
+A variant sets every method it does not name to off, so `random` on a config that ships a surrogate
+(smoke.yaml, mad.yaml) is plain random search.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ EXTRAS: dict[str, list[str]] = {
     "surrogate": ["surrogate.candidates=8"],
     "finalists": ["search.finalists=3", "search.finalist_evals=1"],
 }
+OFF = ["surrogate.candidates=0", "search.finalists=0"]  # what a variant has unless it names the extra
 
 
 def variant_overrides(name: str, rungs: list[int] | None = None) -> list[str]:
@@ -26,11 +29,13 @@ def variant_overrides(name: str, rungs: list[int] | None = None) -> list[str]:
     policy, *extras = name.split("+")
     if policy not in POLICIES:
         raise ConfigError(f"variant {name!r}: unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    out = [f"search.policy={policy}"]
+    out = [f"search.policy={policy}", *OFF]
     if getattr(POLICIES[policy], "needs_fidelities", False):
         if not rungs:
             raise ConfigError(f"variant {name!r}: {policy} needs rungs (the budgets it climbs)")
         out.append(f"rungs=[{','.join(str(r) for r in rungs)}]")
+    else:
+        out.append("rungs=[]")
     for extra in extras:
         if "=" in extra:  # a raw override, e.g. random+surrogate.candidates=32
             out.append(extra)

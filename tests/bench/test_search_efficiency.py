@@ -65,3 +65,38 @@ def test_quick_run_end_to_end(tmp_path):
     done = {r["policy"]: r["done"] for r in res["runs"]}
     assert all(r["truth"] is not None for r in res["runs"])
     assert done == {"random": 5, "random+finalists": 4}  # 2 proposals, then both re-read (3 of 5 kept for that)
+
+
+def test_the_crowned_design_is_scored_by_its_hidden_test_metric_over_fresh_seeds(tmp_path):
+    """What the searches ranked by (validation) never scores them: a fresh-seed re-training's test split does."""
+    import hashlib
+
+    from agents.journal import Node
+    from compose.run import build_task
+
+    pattern = ["attn", "mlp", "conv", "gla"]
+    task = build_task(eff.make_config(str(eff.DEFAULT_CONFIG), eff.QUICK, "random", 0, 1), tmp_path)
+    (tmp_path / "cache").mkdir()
+    for i, test in enumerate([0.30, 0.40]):  # the two re-trainings, as the cache would hold them
+        job = task.job_payload(Node("draft", "truth", {**task.check(pattern).payload, "eval_seed": eff.TRUTH_SEED + i}))
+        name = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest() + ".json"
+        (tmp_path / "cache" / name).write_text(json.dumps({"mad_error": 0.9, "test_mad_error": test}))
+    assert eff.truth(str(eff.DEFAULT_CONFIG), eff.QUICK, pattern, 2, tmp_path) == pytest.approx(0.35)
+
+
+def test_a_work_dir_refuses_settings_other_than_its_own(tmp_path):
+    settings = {"config": "a.yaml", "config_sha256": "x", "overrides": [], "evals": 30, "truth_seeds": 2}
+    eff.check_settings(tmp_path, settings)
+    eff.check_settings(tmp_path, dict(settings))  # the same: continues
+    with pytest.raises(SystemExit, match="other settings \\(evals: 30\\)"):
+        eff.check_settings(tmp_path, {**settings, "evals": 10})
+
+
+def test_a_variant_does_not_inherit_another_policys_args_and_asha_is_trained_to_its_top_rung():
+    a = eff.make_config(str(ROOT / "configs/compose/smoke.yaml"), [], "random", 0, 5)
+    assert a.search.policy == "random" and a.search.policy_args == {} and a.surrogate.candidates == 0
+    with pytest.raises(SystemExit, match="top rung \\(300 steps\\) must be mad.steps"):
+        eff.make_config(str(eff.DEFAULT_CONFIG), ["rungs=[100,300]"], "asha", 0, 5)
+    ok = eff.make_config(str(eff.DEFAULT_CONFIG), ["rungs=[100,200]"], "asha", 0, 5)
+    assert ok.rungs == [100, 200] and eff.make_config(str(eff.DEFAULT_CONFIG), ["rungs=[100,200]"], "random", 0,
+                                                      5).rungs == []

@@ -125,3 +125,10 @@ def test_versus_says_which_primitive_each_table_rewards(tmp_path):
     assert v["top_counts"]["mine"]["attn"] >= 4 and v["top_counts"]["other"]["mlp"] >= 4
     rep = report.report(a, "a", b, "b")
     assert "| attn | -0.9" in report.md_vs(rep)
+
+
+def test_the_spearman_between_tables_has_an_interval_that_narrows_with_more_patterns():
+    lo, hi = report.spearman_interval(-0.38, 128)
+    assert -0.55 < lo < -0.38 < hi < -0.2  # the MAD vs text sample: negative with 95% confidence
+    wide, narrow = report.spearman_interval(0.5, 20), report.spearman_interval(0.5, 700)
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0]) and report.spearman_interval(0.5, 4) is None

@@ -38,6 +38,8 @@ def test_the_table_holds_every_pattern_seed_and_budget(table):
         assert all(0.0 <= r["mad_error"] <= 1.0 for r in rows)
     assert t.meta["space"]["n_layers"] == 2 and t.meta["progress"]["done"] == 18
     assert "bench/tabular_build.py" in t.meta["command"] and t.meta["versions"]["torch"]
+    assert t.meta["commands"] == [t.meta["command"]] and t.meta["aira_commits"] == [t.meta["versions"]["aira"]]
+    assert t.complete
 
 
 def test_a_build_continues_from_the_written_table_without_its_job_folder(table, tmp_path):

@@ -1,5 +1,7 @@
 """compose.variants: a variant name is the config a user would write."""
 
+from pathlib import Path
+
 import pytest
 
 from aira.config import ConfigError, with_overrides
@@ -29,3 +31,16 @@ def test_overrides_are_checked_against_the_schema():
         with_overrides(ComposeConfig(), ["surrogate.candidates=many"])
     with pytest.raises(ConfigError, match="key=value"):
         with_overrides(ComposeConfig(), ["surrogate.candidates"])
+
+
+def test_a_variant_turns_off_what_it_does_not_name_so_random_is_plain_random():
+    from aira.config import load_config
+
+    shipped = load_config(ComposeConfig, Path(__file__).resolve().parents[2] / "configs/compose/mad.yaml")
+    assert shipped.surrogate.candidates > 0  # the shipped config ranks proposals by a surrogate
+    cfg = with_overrides(shipped, variant_overrides("random"))
+    assert cfg.search.policy == "random" and cfg.surrogate.candidates == 0 and cfg.search.finalists == 0
+    asha = with_overrides(shipped, variant_overrides("asha", rungs=[100, 300]))
+    again = with_overrides(asha, variant_overrides("greedy+surrogate"))  # a config with rungs, then a policy without
+    assert again.rungs == [] and again.surrogate.candidates == 8
+    again.check()
