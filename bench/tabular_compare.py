@@ -66,9 +66,10 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
             policy_args: dict | None = None) -> list[Eval]:
     """Every finished evaluation, in the order they finished, and the search's number of finalists.
 
-    Cost is counted in evaluations at the table's top budget: each read pays its whole budget, a
-    promoted node (multi-fidelity) too, since compose's asha trains a promotion again from scratch
-    at the higher rung (on the table the lower budget is a read of the same run part way)."""
+    Cost is counted in evaluations at the table's top budget: a promoted node (multi-fidelity) pays
+    only the steps beyond its parent's rung, as compose's asha continues it from the checkpoint of the
+    rung below (compose.task: one schedule over the top rung's steps, which is what the table's lower
+    budgets read part way); every other evaluation pays its whole budget."""
     t = load(table_name)
     if "space" not in t.meta:
         raise TableError(f"{table_name}: no space in its meta (the JSON beside the CSV); a comparison needs it")
@@ -102,9 +103,13 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
         search.run()
         with Journal(Path(d) / "run" / "journal.db") as j:
             done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
+            budget_of = {n.id: n.metrics["budget"] for n in done}
+            trace = []
+            for n in done:
+                b = n.metrics["budget"]
+                below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
+                trace.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
             # A finalist's re-reads are journalled after the last proposal: they are the cost of crowning.
-            trace = [Eval(key(n.payload["pattern"]), n.metrics[SCORE], n.metrics["budget"], n.metrics["budget"] / top)
-                     for n in done]
             return trace, cfg.search.finalists
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -237,7 +238,7 @@ class ComposeTask:
             return {"kind": "tabular", "pattern": node.payload["pattern"], "tabular": tabular, "draw": draw}
         reseed = node.payload.get("eval_seed", 0)  # a finalist's re-evaluation: another training seed
         if self.kind == "mad":
-            mad = {**self.mad, "steps": self._steps(node)} if self.rungs else dict(self.mad)
+            mad = {**self.mad, **self._rung_training(node)} if self.rungs else dict(self.mad)
             if reseed:  # another init and batch order on the same data: the finalist's reads share a test set
                 if mad.get("data_seed") is None:
                     mad["data_seed"] = mad.get("seed", 0)
@@ -253,6 +254,19 @@ class ComposeTask:
     def _steps(self, node: Node) -> int:
         return self.rungs[node.payload.get("rung", 0)]
 
+    def _rung_training(self, node: Node) -> dict[str, Any]:
+        """A rung's MAD training: its steps of a schedule over the top rung's, saved to be continued when
+        promoted (checkpoint), continued from the rung below (resume_from). Checkpoints are named by the
+        lineage (the chain's first node) and rung, which a replay reproduces; the worker puts them in
+        RUN_DIR/checkpoints. Without the file a promotion trains from scratch to the same numbers."""
+        rung, lineage = node.payload.get("rung", 0), node.payload.get("lineage", node.seq)
+        out: dict[str, Any] = {"steps": self.rungs[rung], "schedule_steps": self.rungs[-1]}
+        if rung + 1 < len(self.rungs):
+            out["checkpoint"] = f"n{lineage}-rung{rung}"
+        if rung > 0:
+            out["resume_from"] = f"n{lineage}-rung{rung - 1}"
+        return out
+
     def metrics(self, value: dict[str, Any]) -> dict[str, Any]:
         if self.metric not in value:
             raise KeyError(f"the worker's result has no {self.metric!r}")
@@ -263,6 +277,20 @@ class ComposeTask:
                 "pred_bpb", "test_pred_bpb", "ladder", "fit_a", "fit_b",
                 "dtype", "device")  # what `dtype: auto` became on the worker's machine (bf16 on CPUs with native bf16)
         return {k: value[k] for k in keep if k in value}
+
+
+def _checkpoint_paths(mad: dict[str, Any]) -> dict[str, Any]:
+    """A rung's checkpoint names as files in RUN_DIR/checkpoints (the worker's job dir tells RUN_DIR).
+    Run outside a worker there is no run dir: no checkpoint, and a promotion trains from scratch."""
+    import os
+
+    from agents.worker import JOB_DIR_ENV
+
+    job_dir = os.environ.get(JOB_DIR_ENV)
+    for key in ("checkpoint", "resume_from"):
+        if mad.get(key):
+            mad[key] = str(Path(job_dir).parents[1] / "checkpoints" / f"{mad[key]}.pt") if job_dir else None
+    return mad
 
 
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +304,11 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     if payload.get("kind", "text") == "mad":
         from compose.mad import MADConfig, evaluate_mad
 
-        return evaluate_mad(ArchSpec.from_dict(payload["spec"]), MADConfig(**payload["mad"]))
+        mad = _checkpoint_paths(dict(payload["mad"]))
+        out = evaluate_mad(ArchSpec.from_dict(payload["spec"]), MADConfig(**mad))
+        if mad.get("resume_from"):  # each rung is promoted once: the state below is not needed again
+            Path(mad["resume_from"]).unlink(missing_ok=True)
+        return out
 
     from compose.proxy import ProxyConfig, train_proxy
 

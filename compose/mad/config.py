@@ -116,6 +116,14 @@ class MADConfig:
     # Also score val and test after these many steps of the same run (a lower fidelity read off the
     # learning curve, as multi-fidelity search uses it): acc@S/<task>, mad_error@S, ... in the results.
     eval_steps: list[int] = field(default_factory=list)
+    # Training that stops early to be continued (multi-fidelity search): the learning-rate schedule
+    # (warmup + cosine) runs over `schedule_steps` while training stops at `steps`; None: over the steps
+    # trained. `checkpoint` saves each task's state at the end (model, optimizer, step) to that file;
+    # `resume_from` continues from such a file. A resume_from file that does not exist is trained from
+    # scratch, with the same numbers: a checkpoint saves time, never changes a result.
+    schedule_steps: int | None = None
+    checkpoint: str | None = None
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -155,6 +163,9 @@ class MADConfig:
         problems += runtime.problems(str(self.device), self.dtype, self.threads)
         if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in self.eval_steps):
             problems.append(f"eval_steps: must be positive step counts, got {self.eval_steps!r}")
+        if self.schedule_steps is not None and (not isinstance(self.schedule_steps, int)
+                                                or isinstance(self.schedule_steps, bool) or self.schedule_steps <= 0):
+            problems.append(f"schedule_steps: must be a positive step count or null, got {self.schedule_steps!r}")
         if problems:
             raise MADError("invalid MAD config:\n  - " + "\n  - ".join(problems))
         for name in self.tasks:
@@ -162,6 +173,9 @@ class MADConfig:
             late = [s for s in self.eval_steps if s > steps]
             if late:
                 raise MADError(f"invalid MAD config:\n  - eval_steps: {late} past {name}'s {steps} training steps")
+            if self.schedule_steps is not None and self.schedule_steps < steps:
+                raise MADError(f"invalid MAD config:\n  - schedule_steps: {self.schedule_steps} is shorter than "
+                               f"{name}'s {steps} training steps")
         return self
 
     def resolve(self, name: str) -> tuple[Any, TrainSettings]:

@@ -10,6 +10,7 @@ tasks of the val accuracy; the test_* keys come from a hidden split drawn with a
 from __future__ import annotations
 
 import math
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -117,8 +118,10 @@ def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch
     return correct / max(total, 1)
 
 
-def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dtype: str) -> dict[str, Any]:
-    """Train a fresh model of `spec` on task `name`; its val and test accuracy, final loss and timing."""
+def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dtype: str,
+             resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a fresh model of `spec` on task `name` (or continue `resume`, a state this function returned
+    under "state"); its val and test accuracy, final loss, timing and training state."""
     task = get_task(name)
     task_cfg, budget = cfg.resolve(name)
     data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
@@ -139,15 +142,15 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
             model.train()
 
     t0 = time.perf_counter()
-    loss = train(model, x_train, y_train, budget, cfg, device, dtype, label=f"{name} (spec {spec.hash()})",
-                 after_step=score if cfg.eval_steps else None)
+    loss, state = train(model, x_train, y_train, budget, cfg, device, dtype, label=f"{name} (spec {spec.hash()})",
+                        after_step=score if cfg.eval_steps else None, resume=resume)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
     out = {
         "val_acc": accuracy(model, x_val, y_val, 4 * budget.batch_size, dtype),
         "test_acc": accuracy(model, x_test, y_test, 4 * budget.batch_size, dtype),
-        "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s,
+        "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s, "state": state,
     }
     at[budget.total_steps()] = {"val_acc": out["val_acc"], "test_acc": out["test_acc"]}
     out["at"] = at
@@ -155,27 +158,46 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
 
 
 def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: TrainSettings, cfg: MADConfig,
-          device: torch.device, dtype: str, label: str, after_step: Callable[[int], None] | None = None) -> float:
-    """AdamW with warmup + cosine over budget.total_steps(); reshuffles every epoch. Returns the last loss.
+          device: torch.device, dtype: str, label: str, after_step: Callable[[int], None] | None = None,
+          resume: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+    """AdamW with warmup + cosine over cfg.schedule_steps (default budget.total_steps()), stopping after
+    budget.total_steps(); reshuffles every epoch. Returns the last loss and the state to continue from
+    (model, optimizer, steps done, torch's RNG), which `resume` takes: continuing a run stopped at step s
+    gives the numbers of the run that never stopped.
 
     `after_step(n)` is called after the n-th optimizer step (n from 1), e.g. to score a lower fidelity.
     """
     opt = torch.optim.AdamW(param_groups(model, budget.weight_decay), lr=budget.lr, fused=device.type == "cuda")
+    # The schedule scales each group's own lr (a group may carry one, models.optim); 1.0 for most groups.
+    # Read before a resume: a saved optimizer holds the scheduled lr of its last step, not the base one.
+    lr_scales = [group["lr"] / budget.lr for group in opt.param_groups]
     steps = budget.total_steps()
+    horizon = cfg.schedule_steps or steps
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["opt"])
+        torch.set_rng_state(resume["rng"])
+        start = resume["step"]
+        if start > steps:
+            raise MADError(f"MAD task {label}: the checkpoint is at step {start}, past the {steps} to train")
     order = torch.Generator().manual_seed(cfg.seed)
     n = len(inputs)
     per_epoch = math.ceil(n / budget.batch_size)
     inputs, targets = inputs.to(device), targets.to(device)
     model.train()
     loss = torch.zeros(())
-    # The schedule scales each group's own lr (a group may carry one, models.optim); 1.0 for most groups.
-    lr_scales = [group["lr"] / budget.lr for group in opt.param_groups]
-    for step in range(steps):
+    for step in range(start - start % per_epoch):  # a resumed run: the batch order up to its epoch
+        if step % per_epoch == 0:
+            torch.randperm(n, generator=order)
+    if start % per_epoch:
+        perm = torch.randperm(n, generator=order).to(device)
+    for step in range(start, steps):
         if step % per_epoch == 0:
             perm = torch.randperm(n, generator=order).to(device)
         idx = perm[(step % per_epoch) * budget.batch_size:][: budget.batch_size]
         for group, scale in zip(opt.param_groups, lr_scales, strict=True):
-            group["lr"] = lr_at(step, steps, budget.lr, cfg.warmup_frac) * scale
+            group["lr"] = lr_at(step, horizon, budget.lr, cfg.warmup_frac) * scale
         with runtime.autocast(device, dtype):
             logits = model(inputs[idx])
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten(), ignore_index=IGNORE)
@@ -189,10 +211,34 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
     value = float(loss.detach())
     if not math.isfinite(value):
         raise MADError(f"MAD task {label} diverged: final training loss {value}; lower lr (now {budget.lr})")
-    return value
+    if resume is not None and start == steps:
+        value = resume["loss"]  # nothing left to train: the loss the checkpoint ended on
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": steps, "rng": torch.get_rng_state(),
+             "loss": value}
+    return value, state
 
 
 # ---------------------------------------------------------------------------------------------- the suite
+
+
+def _save_checkpoint(path: str, spec: ArchSpec, states: dict[str, dict[str, Any]]) -> None:
+    """Every task's training state, whole or not at all (a temporary file, then renamed)."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp"
+    torch.save({"spec": spec.hash(), "tasks": states}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: str | None, spec: ArchSpec) -> dict[str, dict[str, Any]]:
+    """The task states saved at `path` for this spec; none (train from scratch) if there is no such file."""
+    if not path or not os.path.exists(path):
+        return {}
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("spec") != spec.hash():
+        raise MADError(f"checkpoint {path} was saved for spec {saved.get('spec')}, not {spec.hash()}")
+    return saved["tasks"]
 
 
 def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]:
@@ -207,8 +253,11 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
     spec = spec.validate()
     device = runtime.resolve_device(cfg.device)
     dtype = runtime.resolve_dtype(cfg.dtype, device, bf16_on_cpu=True)  # our own autocast: native CPU bf16 pays
+    resume = _load_checkpoint(cfg.resume_from, spec)
     with runtime.running_on(device, cfg.threads):
-        per_task = {name: run_task(spec, name, cfg, device, dtype) for name in cfg.tasks}
+        per_task = {name: run_task(spec, name, cfg, device, dtype, resume.get(name)) for name in cfg.tasks}
+    if cfg.checkpoint:
+        _save_checkpoint(cfg.checkpoint, spec, {name: r["state"] for name, r in per_task.items()})
 
     val = [r["val_acc"] for r in per_task.values()]
     test = [r["test_acc"] for r in per_task.values()]

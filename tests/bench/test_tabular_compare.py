@@ -51,17 +51,17 @@ def test_searches_run_on_a_table_and_see_only_its_measured_values(tmp_path):
 def test_cheap_reads_cost_their_share_and_the_incumbent_is_crowned_at_the_highest_budget_reached():
     mean = {"a": 0.1, "b": 0.2, "c": 0.3, **{f"z{i}": 0.5 + i / 1000 for i in range(97)}}
     E = compare.Eval
-    # Three low-budget reads (a third of a top evaluation each), then "b" promoted (a whole one: retrained).
+    # Three low-budget reads (a third of a top evaluation each), then "b" promoted (two thirds more).
     # "a" reads best at the low budget, but once a top-budget read exists it is the incumbent.
-    trace = [E("c", 0.40, 100, 1 / 3), E("a", 0.20, 100, 1 / 3), E("b", 0.35, 100, 1 / 3), E("b", 0.30, 300, 1.0),
-             E("a", 0.25, 300, 1.0)]
+    trace = [E("c", 0.40, 100, 1 / 3), E("a", 0.20, 100, 1 / 3), E("b", 0.35, 100, 1 / 3), E("b", 0.30, 300, 2 / 3),
+             E("a", 0.25, 300, 2 / 3)]
     out = compare.curves(trace, mean, evals=3)
     assert out["regret"] == pytest.approx([0.0, 0.1, 0.0])  # after cost 1: "a" (low budget); 2: "b"; 3: "a"
     assert out["top1pct"] == 1
 
 
 def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_path):
-    """A promotion costs a whole top-budget evaluation, as compose's asha trains it again from scratch."""
+    """A promotion pays the steps beyond its rung, as compose's asha continues the run from its checkpoint."""
     rows = []
     for i, p in enumerate(itertools.product(["attn", "mlp", "mamba2"], repeat=3)):
         for seed in (0, 1):
@@ -73,7 +73,7 @@ def test_asha_on_a_table_promotes_the_best_third_and_pays_for_it_in_cost(tmp_pat
     low = [e for e in trace if e.budget == 100]
     high = [e for e in trace if e.budget == 300]
     assert len(trace) == 12 and high and low  # 12 = ceil(4 top-budget evaluations x 300 / 100)
-    assert all(e.cost == pytest.approx(1 / 3) for e in low) and all(e.cost == 1.0 for e in high)
+    assert all(e.cost == pytest.approx(1 / 3) for e in low) and all(e.cost == pytest.approx(2 / 3) for e in high)
     for i, e in enumerate(trace):  # a promotion takes a pattern from the best third of the low reads before it
         if e.budget == 300:
             before = [x for x in trace[:i] if x.budget == 100]

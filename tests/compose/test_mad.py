@@ -396,6 +396,35 @@ def test_eval_steps_read_a_lower_fidelity_without_changing_the_run():
         MADConfig(**base, eval_steps=[50])
 
 
+def test_a_run_stopped_and_continued_from_its_checkpoint_is_the_run_that_never_stopped(tmp_path):
+    """Multi-fidelity search continues a promoted candidate: stop at 10 of a 40-step schedule, save, resume
+    to 40; its numbers are those of the 40-step run read at 10 and at 40 (which is what a table holds)."""
+    from compose.mad import MADConfig, evaluate_mad
+    from models.spec import ArchSpec
+
+    spec = ArchSpec(pattern=["attn", "mlp"], d_model=16, max_seq_len=64,
+                    primitives={"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "hidden": 32}})
+    # 64 examples / batch 24 = 3 batches an epoch: step 10 stops inside an epoch
+    base = dict(tasks=["selective_copying", "compression"], n_train=64, n_test=32, batch_size=24, device="cpu",
+                dtype="fp32", threads=1)
+    whole = evaluate_mad(spec, MADConfig(**base, steps=40, eval_steps=[10]))
+    ckpt = str(tmp_path / "ckpt" / "n1.pt")
+    low = evaluate_mad(spec, MADConfig(**base, steps=10, schedule_steps=40, checkpoint=ckpt))
+    assert low["mad_error"] == whole["mad_error@10"] and low["test_mad_error"] == whole["test_mad_error@10"]
+    high = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, resume_from=ckpt))
+    for key in ("mad_error", "test_mad_error", "acc/selective_copying", "acc/compression",
+                "train_loss/compression"):
+        assert high[key] == whole[key], key
+    # no checkpoint there (a replay, a cache, another machine): trained from scratch, the same numbers
+    again = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, resume_from=str(tmp_path / "none.pt")))
+    assert again["mad_error"] == whole["mad_error"]
+    other = ArchSpec(pattern=["mlp", "attn"], d_model=16, max_seq_len=64, primitives=spec.primitives)
+    with pytest.raises(MADError, match="was saved for spec"):
+        evaluate_mad(other, MADConfig(**base, steps=40, schedule_steps=40, resume_from=ckpt))
+    with pytest.raises(MADError, match="schedule_steps: 20 is shorter"):
+        MADConfig(**base, steps=40, schedule_steps=20)
+
+
 def test_data_seed_keeps_the_data_while_seed_changes_the_training(monkeypatch):
     """A finalist's re-evaluation trains with another seed on the same data (compose.task.job_payload),
     so the reads it averages share their val and test sets."""

@@ -149,7 +149,7 @@ def test_rung_settings_that_cannot_work_are_config_errors(table, tmp_path, capsy
     assert message in capsys.readouterr().err
 
 
-def test_on_mad_a_rung_sets_the_training_steps_of_its_evaluation():
+def test_on_mad_a_rung_trains_its_steps_of_one_schedule_and_a_promotion_continues_it():
     from agents.journal import Node
     from agents.policies import Action
     from compose.space import SearchSpace
@@ -158,13 +158,48 @@ def test_on_mad_a_rung_sets_the_training_steps_of_its_evaluation():
     task = ComposeTask(SearchSpace(n_layers=2, allowed=["attn", "mlp"]), {}, DataConfig(), kind="mad",
                        mad={"tasks": ["compression"]}, rungs=[50, 200])
     assert task.fidelities() == [50, 200]
-    parent = Node("draft", "a", task.check(["attn", "mlp"]).payload, status="done", metrics={"mad_error": 0.5})
-    assert task.job_payload(parent)["mad"] == {"tasks": ["compression"], "steps": 50}
+    parent = Node("draft", "a", task.check(["attn", "mlp"]).payload, status="done", metrics={"mad_error": 0.5},
+                  seq=7)
+    # the low rung trains 50 steps of the 200-step schedule and keeps its state for a promotion
+    assert task.job_payload(parent)["mad"] == {"tasks": ["compression"], "steps": 50, "schedule_steps": 200,
+                                               "checkpoint": "n7-rung0"}
     prop = task.propose(Action("promote", [parent]), None)
-    child = Node("promote", "a", prop.payload, [parent.id], key=prop.key)
-    assert task.job_payload(child)["mad"]["steps"] == 200 and prop.key.endswith("@200")
+    child = Node("promote", "a", prop.payload, [parent.id], key=prop.key, seq=12)
+    assert task.job_payload(child)["mad"] == {"tasks": ["compression"], "steps": 200, "schedule_steps": 200,
+                                              "resume_from": "n7-rung0"}
+    assert prop.key.endswith("@200")
     last = task.propose(Action("promote", [child]), None)
     assert "last of 2 rungs" in last.error
+
+
+def test_asha_on_mad_continues_promoted_runs_to_the_numbers_of_an_unbroken_run(tmp_path):
+    """A real asha search on MAD: each promotion resumes its rung-0 checkpoint (deleted once used) and
+    ends on exactly what one uninterrupted run of the top rung's steps gives (what a table records)."""
+    from compose.mad import MADConfig, evaluate_mad
+    from models.spec import ArchSpec
+
+    mad = {"tasks": ["compression"], "n_train": 32, "n_test": 16, "batch_size": 8, "device": "cpu", "dtype": "fp32"}
+    cfg = {"name": "asha-mad", "kind": "mad", "mad": mad, "rungs": [3, 9],
+           "space": {"n_layers": 2, "allowed": ["attn", "mlp"], "d_model": 16, "max_seq_len": 64,
+                     "primitives": {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "hidden": 32}}},
+           "search": {"policy": "asha", "policy_args": {"eta": 2}, "n_agents": 1, "n_workers": 1, "max_evals": 6,
+                      "reuse_workers": True, "seed": 0}}
+    path = tmp_path / "asha.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", str(path), f"run_dir={run}"]) == 0
+    with Journal(run / "journal.db") as j:
+        done = j.nodes("done")
+    promoted = [n for n in done if n.operator == "promote"]
+    assert promoted and all(n.metrics["steps/compression"] == 9 for n in promoted)
+    for n in promoted:
+        spec = ArchSpec.from_dict(n.payload["spec"])
+        unbroken = evaluate_mad(spec, MADConfig(**mad, steps=9, threads=1))
+        assert n.metrics["mad_error"] == unbroken["mad_error"]
+        assert n.metrics["test_mad_error"] == unbroken["test_mad_error"]
+    left = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert len(left) == sum(n.operator != "promote" for n in done) - len(promoted)  # used ones are gone
+    assert all(p.endswith("-rung0.pt") for p in left)
 
 
 def test_the_leaderboard_of_a_multi_fidelity_run_ranks_its_highest_rung(table, tmp_path, capsys):
