@@ -102,12 +102,14 @@ def make_config(config: str, overrides: list[str], name: str, seed: int, evals: 
     from compose.config import ComposeConfig
     from compose.variants import variant_overrides
 
-    # `rungs=[...]` goes to the variant: a multi-fidelity one climbs them, every other one has none
+    # The config file, then the variant, then the overrides (which win). `rungs=[...]` goes to the
+    # variant: a multi-fidelity one climbs them, every other one has none.
     rungs = [yaml.safe_load(o.split("=", 1)[1]) for o in overrides if o.startswith("rungs=")]
-    base = load_config(ComposeConfig, config, [o for o in overrides if not o.startswith("rungs=")])
-    cfg = with_overrides(base, variant_overrides(name, rungs=(rungs[-1] if rungs else base.rungs) or None))
-    if cfg.search.policy != base.search.policy:
-        cfg.search.policy_args = {}  # the config's policy_args are its own policy's
+    base = load_config(ComposeConfig, config)
+    variant = variant_overrides(name, rungs=(rungs[-1] if rungs else base.rungs) or None)
+    if variant[0] != f"search.policy={base.search.policy}":
+        base.search.policy_args = {}  # the file's policy_args are its own policy's
+    cfg = with_overrides(base, variant + [o for o in overrides if not o.startswith("rungs=")])
     if cfg.rungs and cfg.kind == "mad" and max(cfg.rungs) != cfg.mad.get("steps"):
         raise SystemExit(f"{name}: the top rung ({max(cfg.rungs)} steps) must be mad.steps ({cfg.mad.get('steps')}), "
                          f"the budget at which crowned designs are re-trained; set one to the other")
@@ -123,6 +125,7 @@ def search_one(config: str, overrides: list[str], name: str, seed: int, evals: i
     from agents.executor import LocalExecutor
     from compose.results import load_run
     from compose.run import open_search
+    from compose.task import drop_checkpoints
 
     cfg = make_config(config, overrides, name, seed, evals)
     run_dir = work / f"{name}-seed{seed}"
@@ -131,6 +134,7 @@ def search_one(config: str, overrides: list[str], name: str, seed: int, evals: i
                                              reuse_workers=cfg.search.reuse_workers), work / "cache")
     t0 = time.time()
     open_search(cfg, run_dir, executor=executor).run()
+    drop_checkpoints(run_dir)
     run = load_run(run_dir)
     scored = run.scored()
     crowned = scored[0] if scored else None
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in policies:
         make_config(a.config, overrides, p, 0, evals)  # a bad config or name stops here, before hours of training
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="aira-search-eff-"))
-    check_settings(work, {"config": str(a.config), "config_sha256": hashlib.sha256(Path(a.config).read_bytes()).hexdigest(),
+    check_settings(work, {"config": str(Path(a.config).resolve()), "config_sha256": hashlib.sha256(Path(a.config).read_bytes()).hexdigest(),
                           "overrides": overrides, "evals": evals, "truth_seeds": a.truth_seeds})
     print(f"{a.config} {' '.join(overrides)}: {policies}, {evals} evals x {seeds} seeds, work dir {work}", flush=True)
 

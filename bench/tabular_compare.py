@@ -64,7 +64,7 @@ class Eval(NamedTuple):
 
 def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None,
             policy_args: dict | None = None) -> list[Eval]:
-    """Every finished evaluation, in the order they finished, and the search's number of finalists.
+    """Every finished evaluation, in the order they finished, and the search's (finalists, finalist_evals).
 
     Cost is counted in evaluations at the table's top budget: a promoted node (multi-fidelity) pays
     only the steps beyond its parent's rung, as compose's asha continues it from the checkpoint of the
@@ -110,7 +110,7 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
                 below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
                 trace.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
             # A finalist's re-reads are journalled after the last proposal: they are the cost of crowning.
-            return trace, cfg.search.finalists
+            return trace, (cfg.search.finalists, cfg.search.finalist_evals)
 
 
 def coverage(table) -> float:
@@ -122,8 +122,8 @@ def coverage(table) -> float:
 def scored_run(table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None) -> dict:
     """run_one, scored by curves against the table's seed means (what a pool process hands back)."""
     table = load(table_name)
-    trace, finalists = run_one(table_name, name, seed, evals, agents, budget)
-    return curves(trace, table.mean(budget), evals, finalists)
+    trace, (finalists, finalist_evals) = run_one(table_name, name, seed, evals, agents, budget)
+    return curves(trace, table.mean(budget), evals, finalists, finalist_evals)
 
 
 def top_share(n: int) -> int:
@@ -131,11 +131,12 @@ def top_share(n: int) -> int:
     return max(1, math.ceil(0.01 * n))
 
 
-def curves(trace: list[Eval], mean: dict[str, float], evals: int, finalists: int = 0) -> dict[str, object]:
+def curves(trace: list[Eval], mean: dict[str, float], evals: int, finalists: int = 0,
+           finalist_evals: int = 1) -> dict[str, object]:
     """Regret of the incumbent after each unit of cost (one top-budget evaluation), and when it first
     entered the top 1% / top 10. The incumbent is what a user would crown (compose.results.Run.scored):
     among the patterns read at the highest budget reached so far, the best observed score; once all
-    `finalists` have been re-read, the best mean among them (until then, as Run.scored, every pattern
+    `finalists` have been re-read `finalist_evals` times, the best mean among them (until then, as Run.scored, every pattern
     is ranked by its first read, so a half-done phase never crowns on fewer reads than its rivals)."""
     ranked = sorted(mean.values())
     best, top1 = ranked[0], ranked[top_share(len(ranked)) - 1]
@@ -152,7 +153,7 @@ def curves(trace: list[Eval], mean: dict[str, float], evals: int, finalists: int
                 level, reads = e.budget, {}
             if e.budget == level:
                 reads.setdefault(e.pattern, []).append(e.score)
-                reread = sum(len(r) > 1 for r in reads.values())
+                reread = sum(len(r) > finalist_evals for r in reads.values())
                 if reread >= min(finalists, len(reads)):  # no phase, or it is over: patterns read again first
                     inc = min(reads, key=lambda p: (len(reads[p]) == 1, statistics.fmean(reads[p]), p))
                 else:

@@ -70,11 +70,11 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def spearman_interval(rho: float | None, n: int) -> list[float] | None:
-    """95% interval of a Spearman correlation on n pairs: Fisher's z with Fieller et al.'s standard
-    error for ranks, 1.06 / sqrt(n - 3)."""
+    """95% interval of a Spearman correlation on n pairs: Fisher's z with Fieller et al.'s variance for
+    ranks, 1.06 / (n - 3)."""
     if rho is None or n < 5:
         return None
-    z, half = math.atanh(max(-0.999999, min(0.999999, rho))), 1.96 * 1.06 / math.sqrt(n - 3)
+    z, half = math.atanh(max(-0.999999, min(0.999999, rho))), 1.96 * math.sqrt(1.06 / (n - 3))
     return [math.tanh(z - half), math.tanh(z + half)]
 
 

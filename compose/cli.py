@@ -45,6 +45,9 @@ def _run_search(cfg, run_dir: Path, resumed: bool, executor=None) -> int:
         return 130
     view.close()
     print()
+    from compose.task import drop_checkpoints
+
+    drop_checkpoints(run_dir)  # asha's rung states: the search is over
     failed = nothing_finished(j)
     if failed:
         print(f"aira compose: error: {failed}; the journal is in {run_dir}/journal.db", file=sys.stderr)
@@ -185,7 +188,14 @@ def _replay(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else src / "replay"
     cfg = load_run_config(src)
     if cfg.kind == "tabular":  # lookups ran in the coordinator and left no job files: look them up again
-        from compose.tabular import LookupExecutor
+        from agents.journal import Journal
+        from compose.tabular import LookupExecutor, content_hash
+
+        with Journal(src / "journal.db") as j:
+            recorded = j.meta("table_sha256")
+        if recorded is not None and recorded != content_hash(cfg.tabular["table"]):
+            print(f"warning: table {cfg.tabular['table']} has changed since this search ran (rows added or "
+                  f"rebuilt); its lookups may differ", file=sys.stderr)
 
         return replay_command(src, out, cfg, open_search, "table lookups are repeated, LLM replies read back",
                               LookupExecutor())

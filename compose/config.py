@@ -44,6 +44,9 @@ class ComposeConfig:
     # multi-fidelity policies (search.policy: asha): training steps of each rung, lowest first. kind mad:
     # steps per task; kind tabular: budgets the table holds. Empty: one budget for every evaluation.
     rungs: list[int] = field(default_factory=list)
+    # kind mad: disk for the rungs' checkpoints (RUN_DIR/checkpoints, what a promotion continues from);
+    # past it the worst-scoring are deleted, whose promotions then train from scratch to the same numbers
+    rung_checkpoints_mb: int = 4096
     slurm: dict[str, Any] = field(default_factory=dict)  # search.executor=slurm: slurm.executor.SlurmConfig fields
     llm: dict[str, Any] = field(default_factory=lambda: {"backend": "none"})  # agents.llm.LLMConfig fields
 
@@ -53,6 +56,9 @@ class ComposeConfig:
                               f"{', '.join(EXECUTORS)}")
         if self.kind not in PROXY_METRICS:
             raise ConfigError(f"kind: unknown proxy task {self.kind!r}; choose one of {', '.join(PROXY_METRICS)}")
+        if not isinstance(self.rung_checkpoints_mb, int) or self.rung_checkpoints_mb < 0:
+            raise ConfigError(f"rung_checkpoints_mb: must be an integer >= 0 (0 = keep none), got "
+                              f"{self.rung_checkpoints_mb!r}")
         unknown = [p for p in self.space.allowed if p not in self.space.primitives]
         if unknown:
             from models.registry import primitive_names

@@ -61,7 +61,7 @@ def build_task(cfg: ComposeConfig, run_dir: Path) -> ComposeTask:
     kwargs = {"llm": llm} if llm is not None else {}
     return ComposeTask(cfg.space, proxy, cfg.data, kind=cfg.kind, mad=mad, ladder=dataclasses.asdict(cfg.ladder),
                        tabular=cfg.tabular, surrogate=dataclasses.asdict(cfg.surrogate),
-                       rungs=cfg.rungs, **kwargs)
+                       rungs=cfg.rungs, rung_checkpoints_mb=cfg.rung_checkpoints_mb, **kwargs)
 
 
 def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node], None] | None = None,
@@ -86,6 +86,10 @@ def open_search(cfg: ComposeConfig, run_dir: Path, on_event: Callable[[str, Node
     task = build_task(cfg, run_dir)
     search = Search(run_dir, task, cfg.search, executor=executor, on_event=on_event)
     search.journal.set_meta("config", to_dict(cfg))
+    if cfg.kind == "tabular" and search.journal.meta("table_sha256") is None:
+        from compose.tabular import content_hash
+
+        search.journal.set_meta("table_sha256", content_hash(cfg.tabular["table"]))  # what a replay must read
     if cfg.kind == "ladder":
         from compose.ladder import write_points
 

@@ -134,6 +134,11 @@ def _number(v: str) -> Any:
             return v
 
 
+def content_hash(name: str) -> str:
+    """The sha256 of a table's CSV: lookups (and so a replay) depend on every row of it."""
+    return hashlib.sha256(resolve_path(name).read_bytes()).hexdigest()
+
+
 @functools.lru_cache(maxsize=8)
 def load(name: str) -> Table:
     path = resolve_path(name)

@@ -56,7 +56,8 @@ class ComposeTask:
     def __init__(self, space: SearchSpace, proxy: dict[str, Any], data: DataConfig, max_mutations: int = 2,
                  kind: str = "text", mad: dict[str, Any] | None = None, llm: Any = None,
                  ladder: dict[str, Any] | None = None, tabular: dict[str, Any] | None = None,
-                 surrogate: dict[str, Any] | None = None, rungs: list[int] | None = None):
+                 surrogate: dict[str, Any] | None = None, rungs: list[int] | None = None,
+                 rung_checkpoints_mb: int = 4096):
         if kind not in PROXY_METRICS:
             raise UserError(f"unknown proxy task {kind!r}; choose one of {', '.join(PROXY_METRICS)}")
         self.space = space
@@ -76,6 +77,7 @@ class ComposeTask:
         # Multi-fidelity policies (asha): rung r trains rungs[r] steps (mad: per task; tabular: the
         # table's budget read). Empty: every evaluation at the config's one budget.
         self.rungs = list(rungs or [])
+        self.rung_checkpoints_mb = rung_checkpoints_mb
 
     @property
     def observes(self) -> bool:
@@ -243,7 +245,10 @@ class ComposeTask:
                 if mad.get("data_seed") is None:
                     mad["data_seed"] = mad.get("seed", 0)
                 mad["seed"] = mad.get("seed", 0) + reseed
-            return {"kind": "mad", "spec": node.payload["spec"], "mad": mad}
+            payload = {"kind": "mad", "spec": node.payload["spec"], "mad": mad}
+            if mad.get("checkpoint"):
+                payload["checkpoints_mb"] = self.rung_checkpoints_mb
+            return payload
         proxy = {**self.proxy, "seed": self.proxy.get("seed", 0) + reseed} if reseed else self.proxy
         payload = {"kind": self.kind, "spec": node.payload["spec"], "proxy": proxy,
                    "data": dataclasses.asdict(self.data)}
@@ -261,6 +266,8 @@ class ComposeTask:
         RUN_DIR/checkpoints. Without the file a promotion trains from scratch to the same numbers."""
         rung, lineage = node.payload.get("rung", 0), node.payload.get("lineage", node.seq)
         out: dict[str, Any] = {"steps": self.rungs[rung], "schedule_steps": self.rungs[-1]}
+        if node.payload.get("eval_seed"):  # another seed is another run: trained whole, never continued
+            return out
         if rung + 1 < len(self.rungs):
             out["checkpoint"] = f"n{lineage}-rung{rung}"
         if rung > 0:
@@ -293,6 +300,41 @@ def _checkpoint_paths(mad: dict[str, Any]) -> dict[str, Any]:
     return mad
 
 
+def keep_checkpoints(path: Path, score: float, limit_mb: float) -> None:
+    """Note the score of the checkpoint just saved at `path` (a .json beside it), then delete the
+    worst-scoring checkpoints of its folder until they fit in limit_mb: those are the least likely to be
+    promoted, and a promotion without its checkpoint trains from scratch, to the same numbers."""
+    import json
+
+    if path.exists():
+        path.with_suffix(".json").write_text(json.dumps({"score": score}))
+    kept = []
+    for note in path.parent.glob("*.json"):
+        ckpt = note.with_suffix(".pt")
+        try:
+            kept.append((json.loads(note.read_text())["score"], ckpt.stat().st_size, ckpt))
+        except (OSError, ValueError, KeyError):  # deleted meanwhile by a promotion or another worker
+            continue
+    total = sum(size for _, size, _ in kept)
+    for _, size, ckpt in sorted(kept, key=lambda k: (-k[0], k[2].name)):
+        if total <= limit_mb * 2**20:
+            break
+        _drop_checkpoint(ckpt)
+        total -= size
+
+
+def _drop_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def drop_checkpoints(run_dir: Path) -> None:
+    """A finished search's rung checkpoints (a later resume trains its promotions from scratch instead)."""
+    import shutil
+
+    shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
+
+
 def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: train the proxy of one candidate and return its metrics."""
     from models.spec import ArchSpec
@@ -307,7 +349,9 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         mad = _checkpoint_paths(dict(payload["mad"]))
         out = evaluate_mad(ArchSpec.from_dict(payload["spec"]), MADConfig(**mad))
         if mad.get("resume_from"):  # each rung is promoted once: the state below is not needed again
-            Path(mad["resume_from"]).unlink(missing_ok=True)
+            _drop_checkpoint(Path(mad["resume_from"]))
+        if mad.get("checkpoint"):
+            keep_checkpoints(Path(mad["checkpoint"]), out["mad_error"], payload.get("checkpoints_mb", 4096))
         return out
 
     from compose.proxy import ProxyConfig, train_proxy

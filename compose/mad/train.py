@@ -121,7 +121,8 @@ def accuracy(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, batch
 def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dtype: str,
              resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a fresh model of `spec` on task `name` (or continue `resume`, a state this function returned
-    under "state"); its val and test accuracy, final loss, timing and training state."""
+    under "state"); its val and test accuracy, final loss, timing, and (when cfg.checkpoint asks for it)
+    its training state."""
     task = get_task(name)
     task_cfg, budget = cfg.resolve(name)
     data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
@@ -133,7 +134,8 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
     task_spec = spec.replace(vocab_size=task_cfg.vocab_size, max_seq_len=task_cfg.seq_len)
     torch.manual_seed(cfg.seed)
     model = MADModel(task_spec, task.readout).to(device)
-    at: dict[int, dict[str, float]] = {}  # intermediate fidelities: step -> val / test accuracy then
+    # intermediate fidelities: step -> val / test accuracy then (a resumed run: with those read before)
+    at: dict[int, dict[str, float]] = dict(resume["at"]) if resume else {}
 
     def score(step: int) -> None:
         if step in cfg.eval_steps and step < budget.total_steps():
@@ -150,10 +152,13 @@ def run_task(spec: ArchSpec, name: str, cfg: MADConfig, device: torch.device, dt
     out = {
         "val_acc": accuracy(model, x_val, y_val, 4 * budget.batch_size, dtype),
         "test_acc": accuracy(model, x_test, y_test, 4 * budget.batch_size, dtype),
-        "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s, "state": state,
+        "train_loss": loss, "steps": budget.total_steps(), "train_s": train_s,
+        "resumed_at": resume["step"] if resume else 0,
     }
     at[budget.total_steps()] = {"val_acc": out["val_acc"], "test_acc": out["test_acc"]}
     out["at"] = at
+    if cfg.checkpoint:  # only then: the states of every task would otherwise stay alive until the end
+        out["state"] = {**state, "at": dict(at)}
     return out
 
 
@@ -176,7 +181,10 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
     start = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
+        fused = [group.get("fused") for group in opt.param_groups]
         opt.load_state_dict(resume["opt"])
+        for group, f in zip(opt.param_groups, fused, strict=True):  # this device's, not the saver's
+            group["fused"] = f
         torch.set_rng_state(resume["rng"])
         start = resume["step"]
         if start > steps:
@@ -221,24 +229,48 @@ def train(model: MADModel, inputs: torch.Tensor, targets: torch.Tensor, budget: 
 # ---------------------------------------------------------------------------------------------- the suite
 
 
-def _save_checkpoint(path: str, spec: ArchSpec, states: dict[str, dict[str, Any]]) -> None:
-    """Every task's training state, whole or not at all (a temporary file, then renamed)."""
+def run_identity(spec: ArchSpec, cfg: MADConfig) -> str:
+    """What makes two trainings the same run, whatever step they stop at: the spec, the seeds, the
+    schedule and every task's settings but its length. A checkpoint is resumed only by its own run."""
+    import hashlib
+    import json
+
+    tasks = {name: {k: v for k, v in settings.items() if k not in ("steps", "epochs")}
+             for name, settings in cfg.describe().items()}
+    run = {"spec": spec.hash(), "seed": cfg.seed, "data_seed": cfg.data_seed, "schedule_steps": cfg.schedule_steps,
+           "warmup_frac": cfg.warmup_frac, "grad_clip": cfg.grad_clip, "tasks": tasks}
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _save_checkpoint(path: str, run: str, states: dict[str, dict[str, Any]]) -> None:
+    """Every task's training state, whole or not at all (a file of this process, synced, then renamed)."""
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save({"spec": spec.hash(), "tasks": states}, tmp)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save({"run": run, "tasks": states}, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: str | None, spec: ArchSpec) -> dict[str, dict[str, Any]]:
-    """The task states saved at `path` for this spec; none (train from scratch) if there is no such file."""
+def _load_checkpoint(path: str | None, run: str) -> dict[str, dict[str, Any]]:
+    """The task states saved at `path` by this run; none, so training starts from scratch (to the same
+    numbers), when there is no such file or it cannot be used (another run's, unreadable), said on stderr."""
+    import sys
+
     if not path or not os.path.exists(path):
         return {}
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("spec") != spec.hash():
-        raise MADError(f"checkpoint {path} was saved for spec {saved.get('spec')}, not {spec.hash()}")
-    return saved["tasks"]
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("run") == run:
+            return saved["tasks"]
+        why = "it was saved by another run (spec, seed or settings)"
+    except Exception as e:  # noqa: BLE001 - a checkpoint only saves time: any fault means training from scratch
+        why = f"it cannot be read ({type(e).__name__}: {e})"
+    print(f"checkpoint {path} not used, training from scratch: {why}", file=sys.stderr)
+    return {}
 
 
 def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]:
@@ -246,6 +278,7 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
 
     Keys: mad_acc, mad_error, acc/<task> (val), test_mad_acc, test_mad_error, test_acc/<task> (hidden),
     params and flops_per_token (of `spec` as given, at its max_seq_len), train_loss/<task>, steps/<task>,
+    resumed_at/<task> (with resume_from: the step the checkpoint continued from, 0 = from scratch),
     wall_s, train_s (seconds), peak_mem_bytes, device, dtype, mad (the resolved settings of each task).
     """
     t_start = time.perf_counter()
@@ -253,11 +286,12 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
     spec = spec.validate()
     device = runtime.resolve_device(cfg.device)
     dtype = runtime.resolve_dtype(cfg.dtype, device, bf16_on_cpu=True)  # our own autocast: native CPU bf16 pays
-    resume = _load_checkpoint(cfg.resume_from, spec)
+    run = run_identity(spec, cfg)
+    resume = _load_checkpoint(cfg.resume_from, run)
     with runtime.running_on(device, cfg.threads):
         per_task = {name: run_task(spec, name, cfg, device, dtype, resume.get(name)) for name in cfg.tasks}
     if cfg.checkpoint:
-        _save_checkpoint(cfg.checkpoint, spec, {name: r["state"] for name, r in per_task.items()})
+        _save_checkpoint(cfg.checkpoint, run, {name: r.pop("state") for name, r in per_task.items()})
 
     val = [r["val_acc"] for r in per_task.values()]
     test = [r["test_acc"] for r in per_task.values()]
@@ -269,6 +303,8 @@ def evaluate_mad(spec: ArchSpec, cfg: MADConfig | None = None) -> dict[str, Any]
         out[f"test_acc/{name}"] = r["test_acc"]
         out[f"train_loss/{name}"] = r["train_loss"]
         out[f"steps/{name}"] = r["steps"]
+        if cfg.resume_from:
+            out[f"resumed_at/{name}"] = r["resumed_at"]  # 0: the checkpoint was not there, trained from scratch
     for step in cfg.eval_steps:  # the same suite read at a lower fidelity (a task that trained fewer steps: its end)
         val = [r["at"].get(step, r["at"][r["steps"]])["val_acc"] for r in per_task.values()]
         test = [r["at"].get(step, r["at"][r["steps"]])["test_acc"] for r in per_task.values()]

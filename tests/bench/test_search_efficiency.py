@@ -95,6 +95,10 @@ def test_a_work_dir_refuses_settings_other_than_its_own(tmp_path):
 def test_a_variant_does_not_inherit_another_policys_args_and_asha_is_trained_to_its_top_rung():
     a = eff.make_config(str(ROOT / "configs/compose/smoke.yaml"), [], "random", 0, 5)
     assert a.search.policy == "random" and a.search.policy_args == {} and a.surrogate.candidates == 0
+    # what is set on the command line wins over the variant, policy_args too
+    b = eff.make_config(str(ROOT / "configs/compose/smoke.yaml"), ["surrogate.candidates=32",
+                                                                   "search.policy_args.num_drafts=3"], "greedy", 0, 5)
+    assert b.surrogate.candidates == 32 and b.search.policy_args == {"num_drafts": 3}
     with pytest.raises(SystemExit, match="top rung \\(300 steps\\) must be mad.steps"):
         eff.make_config(str(eff.DEFAULT_CONFIG), ["rungs=[100,300]"], "asha", 0, 5)
     ok = eff.make_config(str(eff.DEFAULT_CONFIG), ["rungs=[100,200]"], "asha", 0, 5)

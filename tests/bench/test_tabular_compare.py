@@ -39,8 +39,8 @@ def test_searches_run_on_a_table_and_see_only_its_measured_values(tmp_path):
     table = save(tmp_path / "syn.csv", rows, META)
     measured = {(r["pattern"], r["mad_error"]) for r in rows}
     for policy in ("random", "evolutionary"):
-        trace, finalists = compare.run_one(str(table), policy, seed=1, evals=12, agents=1, budget=5)
-        assert finalists == 0
+        trace, phase = compare.run_one(str(table), policy, seed=1, evals=12, agents=1, budget=5)
+        assert phase == (0, 1)
         assert len(trace) == 12 and len({e.pattern for e in trace}) == 12  # no pattern evaluated twice
         assert all((e.pattern, e.score) in measured for e in trace)  # CSV keeps floats exactly (repr)
         assert all(e.budget == 5 and e.cost == 1.0 for e in trace)
@@ -92,6 +92,9 @@ def test_finalists_are_crowned_by_their_mean_once_all_are_read_again():
     assert out["regret"] == pytest.approx([0.0, 0.1, 0.1, 0.0]) and out["top1pct"] == 1
     # without the phase rule, the first finalist re-read would be crowned at once, on more reads than a's
     assert compare.curves(trace, mean, evals=4)["regret"] == pytest.approx([0.0, 0.1, 0.0, 0.0])
+    # two re-reads each: after one apiece the phase is still under way, first reads rank
+    assert compare.curves(trace, mean, evals=4, finalists=2, finalist_evals=2)["regret"] == pytest.approx(
+        [0.0, 0.1, 0.1, 0.1])
 
 
 def test_the_ratio_to_random_has_a_bootstrap_interval_around_it():

@@ -396,7 +396,7 @@ def test_eval_steps_read_a_lower_fidelity_without_changing_the_run():
         MADConfig(**base, eval_steps=[50])
 
 
-def test_a_run_stopped_and_continued_from_its_checkpoint_is_the_run_that_never_stopped(tmp_path):
+def test_a_run_stopped_and_continued_from_its_checkpoint_is_the_run_that_never_stopped(tmp_path, capsys):
     """Multi-fidelity search continues a promoted candidate: stop at 10 of a 40-step schedule, save, resume
     to 40; its numbers are those of the 40-step run read at 10 and at 40 (which is what a table holds)."""
     from compose.mad import MADConfig, evaluate_mad
@@ -407,20 +407,29 @@ def test_a_run_stopped_and_continued_from_its_checkpoint_is_the_run_that_never_s
     # 64 examples / batch 24 = 3 batches an epoch: step 10 stops inside an epoch
     base = dict(tasks=["selective_copying", "compression"], n_train=64, n_test=32, batch_size=24, device="cpu",
                 dtype="fp32", threads=1)
-    whole = evaluate_mad(spec, MADConfig(**base, steps=40, eval_steps=[10]))
+    whole = evaluate_mad(spec, MADConfig(**base, steps=40, eval_steps=[5, 10]))
     ckpt = str(tmp_path / "ckpt" / "n1.pt")
-    low = evaluate_mad(spec, MADConfig(**base, steps=10, schedule_steps=40, checkpoint=ckpt))
+    low = evaluate_mad(spec, MADConfig(**base, steps=10, schedule_steps=40, eval_steps=[5], checkpoint=ckpt))
     assert low["mad_error"] == whole["mad_error@10"] and low["test_mad_error"] == whole["test_mad_error@10"]
-    high = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, resume_from=ckpt))
+    assert low["mad_error@5"] == whole["mad_error@5"]
+    high = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, eval_steps=[5, 10], resume_from=ckpt))
+    assert high["resumed_at/compression"] == high["resumed_at/selective_copying"] == 10  # it did continue
     for key in ("mad_error", "test_mad_error", "acc/selective_copying", "acc/compression",
-                "train_loss/compression"):
+                "train_loss/compression", "mad_error@5", "mad_error@10"):  # reads before the stop kept too
         assert high[key] == whole[key], key
     # no checkpoint there (a replay, a cache, another machine): trained from scratch, the same numbers
     again = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, resume_from=str(tmp_path / "none.pt")))
-    assert again["mad_error"] == whole["mad_error"]
+    assert again["mad_error"] == whole["mad_error"] and again["resumed_at/compression"] == 0
+    # another run's checkpoint (another pattern, another seed) or a broken file: never resumed, said so
     other = ArchSpec(pattern=["mlp", "attn"], d_model=16, max_seq_len=64, primitives=spec.primitives)
-    with pytest.raises(MADError, match="was saved for spec"):
-        evaluate_mad(other, MADConfig(**base, steps=40, schedule_steps=40, resume_from=ckpt))
+    for run_spec, cfg in ((other, MADConfig(**base, steps=40, schedule_steps=40, resume_from=ckpt)),
+                          (spec, MADConfig(**base, steps=40, schedule_steps=40, seed=1, resume_from=ckpt))):
+        assert evaluate_mad(run_spec, cfg)["resumed_at/compression"] == 0
+        assert "not used, training from scratch: it was saved by another run" in capsys.readouterr().err
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    out = evaluate_mad(spec, MADConfig(**base, steps=40, schedule_steps=40, resume_from=str(broken)))
+    assert out["mad_error"] == whole["mad_error"] and "cannot be read" in capsys.readouterr().err
     with pytest.raises(MADError, match="schedule_steps: 20 is shorter"):
         MADConfig(**base, steps=40, schedule_steps=20)
 

@@ -173,12 +173,13 @@ def test_on_mad_a_rung_trains_its_steps_of_one_schedule_and_a_promotion_continue
 
 
 def test_asha_on_mad_continues_promoted_runs_to_the_numbers_of_an_unbroken_run(tmp_path):
-    """A real asha search on MAD: each promotion resumes its rung-0 checkpoint (deleted once used) and
-    ends on exactly what one uninterrupted run of the top rung's steps gives (what a table records)."""
+    """A real asha search on MAD: each promotion resumes its rung-0 checkpoint and ends on exactly what one
+    uninterrupted run of the top rung's steps gives (what a table records); the checkpoints go at the end."""
     from compose.mad import MADConfig, evaluate_mad
     from models.spec import ArchSpec
 
-    mad = {"tasks": ["compression"], "n_train": 32, "n_test": 16, "batch_size": 8, "device": "cpu", "dtype": "fp32"}
+    mad = {"tasks": ["compression"], "n_train": 32, "n_test": 16, "batch_size": 8, "device": "cpu", "dtype": "fp32",
+           "threads": 1}
     cfg = {"name": "asha-mad", "kind": "mad", "mad": mad, "rungs": [3, 9],
            "space": {"n_layers": 2, "allowed": ["attn", "mlp"], "d_model": 16, "max_seq_len": 64,
                      "primitives": {"attn": {"type": "attn", "n_heads": 2}, "mlp": {"type": "mlp", "hidden": 32}}},
@@ -192,14 +193,25 @@ def test_asha_on_mad_continues_promoted_runs_to_the_numbers_of_an_unbroken_run(t
         done = j.nodes("done")
     promoted = [n for n in done if n.operator == "promote"]
     assert promoted and all(n.metrics["steps/compression"] == 9 for n in promoted)
+    assert all(n.metrics["resumed_at/compression"] == 3 for n in promoted)  # continued, not retrained
     for n in promoted:
         spec = ArchSpec.from_dict(n.payload["spec"])
-        unbroken = evaluate_mad(spec, MADConfig(**mad, steps=9, threads=1))
+        unbroken = evaluate_mad(spec, MADConfig(**mad, steps=9))
         assert n.metrics["mad_error"] == unbroken["mad_error"]
         assert n.metrics["test_mad_error"] == unbroken["test_mad_error"]
-    left = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert len(left) == sum(n.operator != "promote" for n in done) - len(promoted)  # used ones are gone
-    assert all(p.endswith("-rung0.pt") for p in left)
+    assert not (run / "checkpoints").exists()
+
+
+def test_rung_checkpoints_past_their_disk_budget_go_worst_first(tmp_path):
+    from compose.task import keep_checkpoints
+
+    for name, score in (("n1-rung0", 0.5), ("n2-rung0", 0.9), ("n3-rung0", 0.2)):
+        (tmp_path / f"{name}.pt").write_bytes(b"x" * 2**20)
+        keep_checkpoints(tmp_path / f"{name}.pt", score, limit_mb=2.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n1-rung0.json", "n1-rung0.pt", "n3-rung0.json",
+                                                          "n3-rung0.pt"]
+    keep_checkpoints(tmp_path / "n3-rung0.pt", 0.2, limit_mb=0)  # 0: keep none
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_leaderboard_of_a_multi_fidelity_run_ranks_its_highest_rung(table, tmp_path, capsys):
@@ -335,3 +347,22 @@ def test_an_llm_agent_searches_the_table_and_its_replay_needs_neither_server_nor
     monkeypatch.delenv("OPENAI_API_KEY")  # the server is gone too
     assert main(["replay", str(run)]) == 0
     assert "replay reached the same journal: 4 nodes" in capsys.readouterr().out
+
+
+def test_a_replay_warns_when_the_table_changed_since_the_search(table, tmp_path, capsys):
+    import shutil
+
+    from compose.tabular import read_rows, write_rows
+
+    mine = tmp_path / "mine.csv"
+    shutil.copy(table, mine)
+    shutil.copy(table.with_suffix(".json"), mine.with_suffix(".json"))
+    run = tmp_path / "run"
+    assert main(["search", str(_config(tmp_path, mine)), f"run_dir={run}", "search.max_evals=4"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(run)]) == 0
+    assert "has changed" not in capsys.readouterr().err
+    write_rows(mine, [r for r in read_rows(mine) if r["seed"] == 0])  # as if seed 1 were not built yet
+    load.cache_clear()
+    main(["replay", str(run), "--out", str(tmp_path / "again")])
+    assert f"table {mine} has changed since this search ran" in capsys.readouterr().err
