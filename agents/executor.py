@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agents.watchdog import COORDINATOR_PID_ENV
-from agents.worker import write_json_atomic
+from agents.worker import process_started, write_json_atomic
 from aira.errors import UserError
 
 
@@ -286,11 +286,15 @@ def _stop_orphan(job_dir: Path) -> None:
     """Kill a worker still running this job for a coordinator that died (its process group outlives it)."""
     marker = job_dir / "worker.pgid"
     try:
-        pgid = int(marker.read_text())
+        pgid, *started = marker.read_text().split()
+        pgid = int(pgid)
         cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return  # no marker, or that process is gone (or no /proc: nothing we can check safely)
-    if b"agents.worker" in cmdline:  # the id may have been reused by an unrelated process since
+    # The id may have been reused since: by an unrelated process, or by another worker (a serving one
+    # of this very coordinator, busy with another job); the start time tells them apart.
+    same = not started or started[0] == str(process_started(pgid))
+    if same and b"agents.worker" in cmdline:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -44,10 +44,23 @@ def write_json_atomic(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
+def process_started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat), None if it is gone or unknown:
+    with its pid, what names one process for good (pids are reused, 32768 of them by default)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])  # the name may hold spaces and parentheses
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run(job_dir: Path, deadline: Deadline) -> int:
     # Who runs this job: a coordinator resuming after a kill -9 stops this process group before it
-    # runs the job again, so one evaluation never runs twice at once.
-    (job_dir / "worker.pgid").write_text(str(os.getpgid(0)))
+    # runs the job again, so one evaluation never runs twice at once. The group leader's start time
+    # makes sure it is this group, not a later process that was given the same id.
+    pgid = os.getpgid(0)
+    marker = job_dir / "worker.pgid"
+    marker.write_text(f"{pgid} {process_started(pgid)}")
     # A target that keeps files beside its job (e.g. design's sandbox) finds its folder here, so that the
     # payload itself stays free of paths and a replay in another run directory compares equal.
     os.environ[JOB_DIR_ENV] = str(job_dir.resolve())
@@ -73,6 +86,7 @@ def run(job_dir: Path, deadline: Deadline) -> int:
                   "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=10)}"}
     deadline.disarm()
     write_json_atomic(job_dir / "result.json", result)
+    marker.unlink(missing_ok=True)  # nobody runs it any more (a serving worker goes on to other jobs)
     return 0
 
 

@@ -121,6 +121,26 @@ def test_resubmitting_a_job_stops_the_worker_a_dead_coordinator_left_running(tmp
     second.shutdown()
 
 
+def test_a_stale_marker_whose_id_now_names_a_busy_worker_does_not_kill_it(tmp_path, env):
+    """pids are reused (32768 by default): a job's old marker may name, by then, a worker of this very
+    coordinator busy with another job. The leader's start time in the marker tells them apart."""
+    ex = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=True)
+    ex.submit("busy", f"{JOBS}:sleep", {"s": 3})
+    marker = tmp_path / "jobs" / "busy" / "worker.pgid"
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    pgid, started = marker.read_text().split()
+    stale = tmp_path / "jobs" / "old"
+    stale.mkdir(parents=True)
+    (stale / "worker.pgid").write_text(f"{pgid} {int(started) - 1}")  # same id, an older process
+    ex.submit("old", f"{JOBS}:square", {"x": 3})
+    out = drain(ex)
+    assert out["busy"].ok and out["old"].value["y"] == 9  # the busy worker was not killed
+    assert not marker.exists()  # a finished job leaves no marker behind
+    ex.shutdown()
+
+
 # ---------------------------------------------------------------------------------------------- by name, GPUs
 
 
