@@ -21,12 +21,14 @@ with a 95% interval over seeds; evaluations until the incumbent is in the top 1%
 best ceil(1% of the patterns)) and among the top 10 patterns (median over seeds; a seed that never
 gets there counts as the budget + 1, which understates random search's median when many of its
 seeds never get there, so a ratio is conservative), and those as a ratio to random search with a
-95% bootstrap interval over seeds. Writes JSON, Markdown and a PNG to --out.
+95% bootstrap interval over seeds. Writes JSON, Markdown and a PNG to --out, and keeps each policy's
+searches there as they finish (runs.json): the same command started again runs only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing
@@ -321,11 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.evals > len(mean):
             raise SystemExit(f"--evals {args.evals} is more than the {len(mean)} measured patterns at budget "
                              f"{budget}; lower it")
+    # A policy's searches are kept in --out as they finish: the same command started again (a session cut
+    # off an hour in) reuses those made with the same table, settings and code, and runs the rest.
+    out = Path(args.out)
+    done = Runs(out / "runs.json", {"table_sha256": hashlib.sha256(snapshot.read_bytes()).hexdigest(),
+                                    "budget": budget, "seeds": args.seeds, "evals": args.evals,
+                                    "agents": args.agents, "code": code_hash()})
     # Searches in processes: each is a whole coordinator (SQLite journal, policy, operators) in one thread.
     with snapshot_dir, ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         for policy in names:
+            if policy in done.policies:
+                results[policy] = done.policies[policy]
+                print(f"{policy:>24}: kept from {done.path}", flush=True)
+                continue
             jobs = [(str(snapshot), policy, seed, args.evals, args.agents, budget) for seed in range(args.seeds)]
             results[policy] = list(pool.map(scored_run, *zip(*jobs)))
+            done.add(policy, results[policy])
             r = results[policy]
             print(f"{policy:>24}: final regret {statistics.fmean(x['regret'][-1] for x in r):.4f}, "
                   f"median cost to top 1% {statistics.median(x['top1pct'] for x in r):g} "
@@ -335,9 +348,38 @@ def main(argv: list[str] | None = None) -> int:
             "metric": table.metric, "patterns": len(table.patterns()), "coverage": share,
             "complete": table.complete, "single_seed": single,
             "table_progress": table.meta.get("progress")}
-    write(Path(args.out), summary, meta)
-    print((Path(args.out) / "compare.md").read_text())
+    write(out, summary, meta)
+    print((out / "compare.md").read_text())
     return 0
+
+
+class Runs:
+    """The scored searches of each policy finished so far, in a JSON file, for one key (table, settings,
+    code); a file with another key is started afresh."""
+
+    def __init__(self, path: Path, key: dict):
+        self.path, self.key, self.policies = path, key, {}
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                self.policies = saved["policies"]
+
+    def add(self, policy: str, runs: list[dict]) -> None:
+        from agents.worker import write_json_atomic
+
+        self.policies[policy] = runs
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, {"key": self.key, "policies": self.policies})
+
+
+def code_hash() -> str:
+    """The search code a comparison runs (agents, compose, models and this file): a change invalidates
+    the searches kept from before it."""
+    h = hashlib.sha256()
+    for path in sorted([*ROOT.glob("agents/**/*.py"), *ROOT.glob("compose/**/*.py"), *ROOT.glob("models/**/*.py"),
+                        Path(__file__).resolve()]):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 if __name__ == "__main__":

@@ -179,3 +179,27 @@ def test_a_table_with_every_pattern_but_not_every_seed_is_still_a_preview(tmp_pa
                                                                    and not any(x["pattern"] == r["pattern"] and
                                                                                x["seed"] == 1 for x in rows)], meta)))
     assert both.complete
+
+
+def test_a_comparison_started_again_keeps_the_policies_already_run(tmp_path):
+    import subprocess
+    import sys
+
+    rows = [{"pattern": "-".join(p), "budget": 5, "seed": seed, "mad_error": i / 27 + seed / 100}
+            for i, p in enumerate(itertools.product(["attn", "mlp", "mamba2"], repeat=3)) for seed in (0, 1)]
+    table = save(tmp_path / "syn.csv", rows, {**META, "suite": {"seeds": [0, 1]}})
+
+    def run(*args):
+        cmd = [sys.executable, str(ROOT / "bench/tabular_compare.py"), "--table", str(table), "--seeds", "3",
+               "--out", str(tmp_path / "out"), *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout, (tmp_path / "out/compare.md").read_text()
+
+    _, first = run("--evals", "6", "--policies", "random,greedy")
+    out, again = run("--evals", "6", "--policies", "random,greedy,evolutionary")
+    assert "random: kept from" in out and "greedy: kept from" in out and "evolutionary: kept" not in out
+    assert first.splitlines()[4] == again.splitlines()[4]  # greedy's row: the same searches
+    assert "| evolutionary |" in again
+    out, _ = run("--evals", "5", "--policies", "random")
+    assert "kept from" not in out  # other settings: run afresh
