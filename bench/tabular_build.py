@@ -60,7 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=None, help="default 6")
     p.add_argument("--d-model", type=int, default=None, help="default 32")
     p.add_argument("--budgets", default=None, help="mad: training steps per task at which scores are read "
-                   "(default 100,300); text: training tokens (default 262144)")
+                   "(default 100,300); text: training tokens (default 131072,262144), read along one run of the "
+                   "largest; a table continues with more budgets (its cells without them are built again)")
     p.add_argument("--seeds", default=None, help="default 0,1")
     p.add_argument("--tasks", default=None, help="MAD tasks, default " + ",".join(MAD_TASKS))
     p.add_argument("--workers", type=int, default=1)
@@ -79,7 +80,8 @@ def settle(args: argparse.Namespace, meta_path: Path) -> None:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     suite = args.suite or (meta["suite"]["kind"] if meta else "mad")
     defaults = {"suite": suite, "primitives": "attn,mlp,mamba2", "layers": 6, "d_model": 32,
-                "budgets": "100,300" if suite == "mad" else "262144", "seeds": "0,1", "tasks": ",".join(MAD_TASKS)}
+                "budgets": "100,300" if suite == "mad" else "131072,262144", "seeds": "0,1",
+                "tasks": ",".join(MAD_TASKS)}
     built = {}
     if meta:
         space, s = meta["space"], meta["suite"]
@@ -90,6 +92,9 @@ def settle(args: argparse.Namespace, meta_path: Path) -> None:
             built["tasks"] = ",".join(s["tasks"])
     for name, default in defaults.items():
         given = getattr(args, name)
+        if name == "budgets" and given is not None and name in built and \
+                set(built[name].split(",")) <= set(given.split(",")):
+            built[name] = given  # more budgets: the cells without them are built again
         if given is not None and name in built and str(given) != str(built[name]):
             raise SystemExit(f"{meta_path} was built with --{name.replace('_', '-')} {built[name]}, not {given}; "
                              f"pass the same settings, or another --name for a new table")
@@ -156,6 +161,15 @@ def from_table(path: Path, job_ids: list[str]) -> dict[str, list[dict]]:
     for row in read_rows(path):
         by_cell.setdefault(f"{row['pattern']}-s{row['seed']}", []).append(row)
     return {c: rows for c, rows in by_cell.items() if c in set(job_ids)}
+
+
+def table_rows(done: dict[str, list[dict]], older: dict[str, list[dict]]) -> list[dict]:
+    return [row for cell, rows in {**older, **done}.items() for row in rows]
+
+
+def complete(cells: dict[str, list[dict]], budgets: list[int]) -> dict[str, list[dict]]:
+    """The cells with a row at every budget (a table given more budgets builds the others again)."""
+    return {c: rows for c, rows in cells.items() if {int(r["budget"]) for r in rows} >= set(budgets)}
 
 
 def write_table(args: argparse.Namespace, rows: list[dict], n_cells: int, n_done: int, failed: dict) -> Path:
@@ -228,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     ids = [c[0] for c in todo]
     executor = LocalExecutor(build_dir, max_workers=args.workers, timeout_s=1800, reuse_workers=True,
                              env={"OMP_NUM_THREADS": "1"})
-    done = {**from_table(Path(args.out_dir) / f"{args.name}.csv", ids), **finished(executor, ids)}
+    budgets = [int(b) for b in args.budgets.split(",")]
+    in_table = from_table(Path(args.out_dir) / f"{args.name}.csv", ids)
+    done = {**complete(in_table, budgets), **complete(finished(executor, ids), budgets)}
+    # cells that lack a newly asked budget keep their old rows in the table until they are built again
+    older = {c: rows for c, rows in in_table.items() if c not in done}
     failed = {}
     for job_id in ids:
         r = executor.finished_result(job_id)
@@ -259,12 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                     failed[r.job_id] = (r.error or "failed").splitlines()[0]
                 print(f"  {r.job_id}: {'ok' if r.ok else 'FAILED ' + failed[r.job_id]}  "
                       f"[{len(done)}/{len(ids)} done, {time.time() - started:.0f}s this run]", flush=True)
-                rows = [row for value in done.values() for row in value]
-                write_table(args, rows, len(ids), len(done), failed)
+                write_table(args, table_rows(done, older), len(ids), len(done), failed)
     finally:
         executor.shutdown()
-    rows = [row for value in done.values() for row in value]
-    path = write_table(args, rows, len(ids), len(done), failed)
+    path = write_table(args, table_rows(done, older), len(ids), len(done), failed)
     print(f"wrote {path}: {len(done)}/{len(ids)} cells")
     return 0
 

@@ -52,6 +52,9 @@ class ProxyConfig:
     dtype: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
     log_points: int = 200  # at most this many (tokens, loss) points in the loss curve
+    # Also score val (and test) after these many steps of the same run: a lower fidelity read off the
+    # learning curve, on the schedule of the whole run (ProxyResult.reads; the tabular benchmark uses it)
+    eval_steps: list[int] = field(default_factory=list)
 
     def steps(self) -> int:
         return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
@@ -69,6 +72,9 @@ class ProxyConfig:
         if not 0 <= self.min_lr_frac <= 1:
             problems.append(f"min_lr_frac: must be in [0, 1], got {self.min_lr_frac}")
         problems += runtime.problems(self.device, self.dtype, self.threads)
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 < s <= self.steps() for s in self.eval_steps):
+            problems.append(f"eval_steps: must be step counts in 1..{self.steps()} (the run's steps), "
+                            f"got {self.eval_steps!r}")
         if problems:
             raise ProxyError("invalid proxy config:\n  - " + "\n  - ".join(problems))
         return self
@@ -96,6 +102,8 @@ class ProxyResult:
     data: str
     data_fingerprint: str
     config: dict[str, Any] = field(default_factory=dict)
+    # cfg.eval_steps: step -> {val_bpb, val_loss, test_bpb, test_loss} read after that step of this run
+    reads: dict[int, dict[str, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,6 +196,7 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
     # The schedule scales each group's own lr (a group may carry one, models.optim); 1.0 for most groups.
     lr_scales = [group["lr"] / cfg.lr for group in opt.param_groups]
     t_train = time.perf_counter()
+    reads: dict[int, dict[str, float | None]] = {}
     for step in range(steps):
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -200,6 +209,8 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if step + 1 in cfg.eval_steps and step + 1 < steps:  # the last step is read below, as every run is
+            reads[step + 1] = _scores(model, data, cfg, dtype)
         if step % log_every == 0 or step == steps - 1:
             value = float(loss.detach())  # syncs the device, so only on logged steps
             if not math.isfinite(value):
@@ -214,13 +225,12 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
     train_s = time.perf_counter() - t_train
     bar.close()
 
-    val_loss, val_bpb = evaluate(model, data, "val", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size, dtype)
+    final = _scores(model, data, cfg, dtype)
+    val_loss, val_bpb, test_loss, test_bpb = final["val_loss"], final["val_bpb"], final["test_loss"], final["test_bpb"]
     if not math.isfinite(val_loss):
         raise ProxyError(f"validation loss is {val_loss} (spec {spec.hash()}); lower the learning rate (lr={cfg.lr})")
-    test_loss = test_bpb = None
-    if cfg.eval_test:
-        test_loss, test_bpb = evaluate(model, data, "test", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size,
-                                       dtype)
+    if cfg.eval_steps:
+        reads[steps] = final
 
     cfg_dict = dataclasses.asdict(cfg)
     cfg_dict["betas"] = list(cfg.betas)
@@ -230,5 +240,15 @@ def _train(spec: ArchSpec, data: TokenData, cfg: ProxyConfig, device: torch.devi
         flops_per_token=spec_flops_per_token(spec, cfg.seq_len), tokens=steps * batch_tokens, steps=steps,
         tokens_per_s=steps * batch_tokens / train_s, train_s=train_s, wall_s=time.perf_counter() - t_start,
         peak_mem_bytes=runtime.peak_memory(device), device=str(device), dtype=dtype, data=data.name,
-        data_fingerprint=data.fingerprint(), config=cfg_dict,
+        data_fingerprint=data.fingerprint(), config=cfg_dict, reads=reads,
     )
+
+
+def _scores(model: CausalLM, data: TokenData, cfg: ProxyConfig, dtype: str) -> dict[str, float | None]:
+    """val (and, with cfg.eval_test, test) loss and bits per byte of the model as it is now."""
+    val_loss, val_bpb = evaluate(model, data, "val", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size, dtype)
+    test_loss = test_bpb = None
+    if cfg.eval_test:
+        test_loss, test_bpb = evaluate(model, data, "test", cfg.seq_len, cfg.eval_tokens, cfg.eval_batch_size,
+                                       dtype)
+    return {"val_loss": val_loss, "val_bpb": val_bpb, "test_loss": test_loss, "test_bpb": test_bpb}

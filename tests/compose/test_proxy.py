@@ -125,6 +125,9 @@ def test_clear_errors(data):
         train_proxy(tiny_spec(), data, tiny_cfg(batch_size=0), progress=False)
     with pytest.raises(ProxyError, match="dtype"):
         tiny_cfg(dtype="fp16").check()
+    steps = tiny_cfg().steps()
+    with pytest.raises(ProxyError, match=f"eval_steps: must be step counts in 1..{steps}"):
+        tiny_cfg(eval_steps=[steps + 1]).check()
 
 
 def test_cli_end_to_end(tmp_path, monkeypatch, capsys):

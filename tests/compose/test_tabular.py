@@ -276,6 +276,16 @@ def test_a_text_proxy_table_is_built_the_same_way_and_searched_by_its_own_metric
     assert len(t.patterns()) == 4 and all(0 < v < 9 for v in t.mean().values())  # bits per byte of a tiny model
     row = t.lookup(["attn", "mlp"], draw=0)
     assert row[SCORE] == row["val_bpb"] and row[f"test_{SCORE}"] == row["test_val_bpb"]
+    # Given a second, smaller budget, the table builds its cells again as one run read at both: the
+    # 4096-token values stay exactly what they were (a read part way does not change the run).
+    r = subprocess.run([*cmd[:cmd.index("--budgets") + 1], "2048,4096", *cmd[cmd.index("--budgets") + 2:]],
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    load.cache_clear()  # rewritten by another process
+    both = load(str(out / "text-3x6.csv"))
+    assert both.budgets == [2048, 4096] and len(both.patterns(2048)) == 4 and both.complete
+    assert both.mean(4096) == t.mean(4096)
+    assert all(both.mean(2048)[k] > both.mean(4096)[k] - 0.2 for k in both.mean(4096))  # half the tokens
 
 
 def test_finalists_that_would_take_the_whole_budget_are_refused(table, tmp_path, capsys):
