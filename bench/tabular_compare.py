@@ -53,7 +53,8 @@ from compose.tabular import SCORE, TableError, key, load, resolve_path
 from compose.variants import variant_overrides
 
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "greedy+surrogate",
-            "evolutionary+surrogate", "asha+surrogate", "evolutionary+finalists", "greedy+surrogate+finalists",
+            "evolutionary+surrogate", "asha+surrogate", "greedy+surrogate.candidates=32",
+            "asha+surrogate.candidates=32", "evolutionary+finalists", "greedy+surrogate+finalists",
             "evolutionary+surrogate+finalists"]
 
 
