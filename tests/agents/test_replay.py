@@ -46,10 +46,13 @@ def test_compare_journals_names_the_first_difference(tmp_path):
 
 
 def test_a_search_stopped_by_its_time_limit_replays_too(tmp_path):
+    # The limit falls in the middle of the second round of evaluations (2 s each), not at a round's end,
+    # however slow the machine is to start a worker: 1.5 s with 0.3 s evaluations (5 rounds exactly)
+    # once found every evaluation finished on a loaded box.
     cfg = SearchConfig(policy="greedy", policy_args={"num_drafts": 2}, n_agents=2, n_workers=2, max_evals=None,
-                       time_limit_s=1.5, seed=1)
-    Search(tmp_path / "orig", NumberTask(sleep=0.3), cfg, executor=executor(tmp_path / "orig", 2)).run()
-    replay = Search(tmp_path / "replay", NumberTask(sleep=0.3), cfg, executor=ReplayExecutor(tmp_path / "orig"))
+                       time_limit_s=3.0, seed=1)
+    Search(tmp_path / "orig", NumberTask(sleep=2.0), cfg, executor=executor(tmp_path / "orig", 2)).run()
+    replay = Search(tmp_path / "replay", NumberTask(sleep=2.0), cfg, executor=ReplayExecutor(tmp_path / "orig"))
     replay.run()
     with Journal(tmp_path / "orig" / "journal.db") as a:
         assert a.nodes("running"), "the time limit should have cut evaluations short"
