@@ -28,7 +28,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -126,15 +126,18 @@ def _unreachable_code(uid: int) -> str | None:
 
 
 def run_sandboxed(entry: str, payload: dict, workdir: Path, limits: SandboxLimits | None = None,
-                  readable: Sequence[Path] = (), env: Mapping[str, str] | None = None) -> SandboxResult:
+                  readable: Sequence[Path] = (), env: Mapping[str, str] | None = None,
+                  at_deadline: Callable[[], None] | None = None) -> SandboxResult:
     """Run `entry(payload)` ("package.module:function") in the sandbox; never raises for what the child does.
 
     workdir: the child's cwd and only writable place (created, chowned to limits.uid, mode 0700); keep
     what it must not see or change outside it, ideally next to it in a 0700 directory of the caller's.
     readable: files or directories the child reads (made o+r, never writable by it); `env`: extra variables.
+    at_deadline: called when the wall clock runs out, before the child is sent SIGINT (e.g. to keep what
+    the child had written by then: after the signal it may write more).
     Raises SandboxError only for a set-up the caller got wrong (e.g. a readable path nobody can reach).
     """
-    return WarmSandbox(entry, workdir, limits, readable, env, payload=payload).run()
+    return WarmSandbox(entry, workdir, limits, readable, env, payload=payload, at_deadline=at_deadline).run()
 
 
 class WarmSandbox:
@@ -149,7 +152,7 @@ class WarmSandbox:
 
     def __init__(self, entry: str, workdir: Path, limits: SandboxLimits | None = None,
                  readable: Sequence[Path] = (), env: Mapping[str, str] | None = None,
-                 payload: dict | None = None):
+                 payload: dict | None = None, at_deadline: Callable[[], None] | None = None):
         self.limits = limits = limits or SandboxLimits()
         self.workdir = workdir = Path(workdir).absolute()
         avail = isolation_available()
@@ -167,7 +170,7 @@ class WarmSandbox:
         self.isolation["env"] = sorted(child_env)
         up = os.stat(workdir.parent)  # can others (other sandboxes of the same uid) reach the workdir by path?
         self.isolation["workdir_parent_private"] = not up.st_mode & stat.S_IXOTH and up.st_uid != limits.uid
-        self._run = _Run(limits)
+        self._run = _Run(limits, at_deadline)
         self._oom_kills = _oom_kills()
         self._run.start(argv, workdir, child_env, _preexec(limits, self.isolation["rlimits"]))
         self._given = payload is not None
@@ -415,8 +418,9 @@ class _Tail:
 
 
 class _Run:
-    def __init__(self, limits: SandboxLimits):
+    def __init__(self, limits: SandboxLimits, at_deadline: Callable[[], None] | None = None):
         self.limits = limits
+        self.at_deadline = at_deadline
         self.stdout, self.stderr = _Tail(limits.output_bytes), _Tail(limits.output_bytes)
         self.seen: dict[int, int] = {}  # pid -> start time of every process of the tree (pids get reused)
         self.peak_rss_mb = 0.0
@@ -452,7 +456,9 @@ class _Run:
                     reason = "oom"
                     self._signal(signal.SIGKILL)
             if reason is None and now >= deadline:
-                reason, kill_at = "timeout", now + lim.grace_s
+                if self.at_deadline is not None:
+                    self.at_deadline()  # in this thread, so surely before the signal below
+                reason, kill_at = "timeout", time.monotonic() + lim.grace_s
                 self._signal(signal.SIGINT)  # a Python child prints where it was
             if kill_at is not None and now >= kill_at:
                 kill_at = None

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import stat
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,24 +87,15 @@ def _locked(before: dict[str, str], run_dir: Path, root: Path, when: str) -> dic
 
 
 class _Snapshot:
-    """At the deadline, copy model.pt out of the run's folder: what a run saved by then is what counts."""
+    """At the deadline, copy model.pt out of the run's folder: what a run saved by then is what counts.
+    The sandbox calls it when its wall clock runs out, before it signals the child (which may then save
+    something else), in its own thread: the copy is surely of the file as it was at the deadline."""
 
-    def __init__(self, src: Path, dst: Path, after_s: float, max_bytes: int):
+    def __init__(self, src: Path, dst: Path, max_bytes: int):
         self.src, self.dst, self.max_bytes, self.taken = src, dst, max_bytes, False
-        self.timer = threading.Timer(after_s, self._take)
-        self.timer.daemon = True
 
-    def _take(self) -> None:
+    def __call__(self) -> None:
         self.taken = _copy_regular(self.src, self.dst, self.max_bytes)
-
-    def __enter__(self) -> _Snapshot:  # noqa: PYI034
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.timer.cancel()
-        if self.timer.is_alive():
-            self.timer.join()  # a copy under way at the deadline finishes before anyone reads `taken`
 
 
 def _train(payload: dict[str, Any], info: dict, root: Path, job_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -123,9 +113,9 @@ def _train(payload: dict[str, Any], info: dict, root: Path, job_dir: Path) -> tu
              "harness": {**_harness(info, s, root), "seed": payload["seed"], "deadline": time.time() + limit}}
     snap = job_dir / "model.pt"
     snap.unlink(missing_ok=True)
-    with _Snapshot(work / "model.pt", snap, limit, max_bytes) as shot:
-        res = run_sandboxed("design.script.runner:train", child, work, limits, readable=[root / "data"],
-                            env={"OMP_NUM_THREADS": str(s["threads"])})
+    shot = _Snapshot(work / "model.pt", snap, max_bytes)
+    res = run_sandboxed("design.script.runner:train", child, work, limits, readable=[root / "data"],
+                        env={"OMP_NUM_THREADS": str(s["threads"])}, at_deadline=shot)
     tails = _tails(res)
     report = summary.claims(summary.parse(res.stdout_tail))
     out = {"summary": report, "train_wall_s": res.wall_s, "peak_rss_mb": res.peak_rss_mb, "isolation": res.isolation,

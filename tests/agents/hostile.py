@@ -36,6 +36,20 @@ def infinite_loop(payload):
         pass
 
 
+def rewrite_on_sigint(payload):
+    """Writes "early" and loops; on SIGINT writes "late" (as a run that saves past its deadline)."""
+    def late(*_):
+        with open("state.txt", "w") as f:
+            f.write("late")
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, late)
+    with open("state.txt", "w") as f:
+        f.write("early")
+    while True:
+        pass
+
+
 def stubborn_loop(payload):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only SIGKILL stops this one
     while True:

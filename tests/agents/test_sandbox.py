@@ -141,6 +141,17 @@ def test_an_infinite_loop_times_out_with_its_traceback(job):
     assert "in infinite_loop" in r.stderr_tail
 
 
+def test_what_the_child_wrote_by_the_deadline_is_read_before_it_is_signalled(job):
+    """at_deadline runs before SIGINT: a child that writes again when signalled cannot change what was
+    read at the deadline (a snapshot on a timer of its own once read the late write on a loaded box)."""
+    seen = []
+    state = job / "w" / "state.txt"
+    r = run("rewrite_on_sigint", {}, job / "w", fast(wall_s=3.0, grace_s=2.0),
+            at_deadline=lambda: seen.append(state.read_text() if state.exists() else "not written yet"))
+    assert r.status == "timeout" and seen == ["early"]
+    assert (job / "w" / "state.txt").read_text() == "late"  # it did write again, after
+
+
 def test_a_loop_ignoring_sigint_is_killed_after_the_grace(job):
     t0 = time.monotonic()
     r = run("stubborn_loop", {}, job / "w", fast(wall_s=1.0, grace_s=1.0))
