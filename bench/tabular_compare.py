@@ -49,7 +49,7 @@ from aira.config import with_overrides
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
-from compose.tabular import SCORE, TableError, key, load, resolve_path
+from compose.tabular import SCORE, TableError, content_hash, key, load, resolve_path
 from compose.variants import variant_overrides
 
 POLICIES = ["random", "greedy", "evolutionary", "mcts", "tpe", "asha", "random+surrogate", "greedy+surrogate",
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     # A policy's searches are kept in --out as they finish: the same command started again (a session cut
     # off an hour in) reuses those made with the same table, settings and code, and runs the rest.
     out = Path(args.out)
-    done = Runs(out / "runs.json", {"table_sha256": hashlib.sha256(snapshot.read_bytes()).hexdigest(),
+    done = Runs(out / "runs.json", {"table_sha256": content_hash(str(snapshot)),
                                     "budget": budget, "seeds": args.seeds, "evals": args.evals,
                                     "agents": args.agents, "code": code_hash()})
     # Searches in processes: each is a whole coordinator (SQLite journal, policy, operators) in one thread.

@@ -102,14 +102,20 @@ def test_reused_workers_serve_many_jobs_and_are_replaced_when_they_die(tmp_path,
     ex.shutdown()
 
 
+def running_marker(run_dir, job_id: str):
+    """The worker marker of a job once its worker has written it (within 30 s)."""
+    marker = run_dir / "jobs" / job_id / "worker.pgid"
+    deadline = time.time() + 30
+    while not (marker.exists() and marker.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.05)
+    return marker
+
+
 @pytest.mark.parametrize("reuse", [False, True])
 def test_resubmitting_a_job_stops_the_worker_a_dead_coordinator_left_running(tmp_path, env, reuse):
     first = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=reuse)
     first.submit("j", f"{JOBS}:sleep", {"s": 60})
-    marker = tmp_path / "jobs" / "j" / "worker.pgid"
-    deadline = time.time() + 30
-    while not marker.exists() and time.time() < deadline:
-        time.sleep(0.05)
+    running_marker(tmp_path, "j")
     orphan = first._running["j"].proc  # `first` is now abandoned, as by a kill -9 of its coordinator
     second = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=reuse)
     second.submit("j", f"{JOBS}:square", {"x": 5})
@@ -126,10 +132,7 @@ def test_a_stale_marker_whose_id_now_names_a_busy_worker_does_not_kill_it(tmp_pa
     coordinator busy with another job. The leader's start time in the marker tells them apart."""
     ex = LocalExecutor(tmp_path, max_workers=1, env=env, reuse_workers=True)
     ex.submit("busy", f"{JOBS}:sleep", {"s": 3})
-    marker = tmp_path / "jobs" / "busy" / "worker.pgid"
-    deadline = time.time() + 30
-    while not marker.exists() and time.time() < deadline:
-        time.sleep(0.05)
+    marker = running_marker(tmp_path, "busy")
     pgid, started = marker.read_text().split()
     stale = tmp_path / "jobs" / "old"
     stale.mkdir(parents=True)
