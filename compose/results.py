@@ -160,7 +160,8 @@ def _mean_of(evals: list[Node]) -> Node:
     metrics = dict(first.metrics)
     for k, v in first.metrics.items():
         values = [e.metrics.get(k) for e in evals]
-        if _is_number(v) and all(_is_number(x) for x in values):
+        # a value every read shares (params, budget) stays as it is: an int stays an int
+        if _is_number(v) and all(_is_number(x) for x in values) and any(x != v for x in values):
             metrics[k] = sum(values) / len(values)
     metrics["evals"] = len(evals)
     return dataclasses.replace(first, metrics=metrics)

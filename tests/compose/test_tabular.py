@@ -246,6 +246,7 @@ def test_finalists_are_re_read_with_the_other_seed_and_crowned_by_their_mean(tab
     for n in crowned[:2]:  # the finalists lead, each ranked by the mean of its two reads: the seed mean here
         assert n.metrics["evals"] == 2
         assert n.metrics[SCORE] == pytest.approx(t.mean(8)["-".join(n.payload["pattern"])])
+        assert isinstance(n.metrics["params"], int)  # shared by both reads: kept, not averaged into a float
     assert all("evals" not in n.metrics for n in crowned[2:]) and len(crowned) == 5
     # As if killed in the middle of the phase (one re-read still running): no finalist is crowned on
     # fewer reads than planned; every node ranks by its own read until the resume finishes the phase.

@@ -196,7 +196,7 @@ def test_a_coordinator_killed_and_resumed_reattaches_to_its_running_jobs(slurm_c
     assert len(done) == 4 and set(live) <= {n.id for n in done}
 
 
-TINY_OVERRIDES = ["search.max_evals=4", "search.n_workers=2", "proxy.tokens=2048", "proxy.eval_tokens=1024",
+TINY_OVERRIDES = ["search.max_evals=4", "search.finalists=0", "search.n_workers=2", "proxy.tokens=2048", "proxy.eval_tokens=1024",
                   "proxy.threads=1", "space.n_layers=4",
                   "data.caps_mb.train=0.05", "data.caps_mb.val=0.01", "data.caps_mb.test=0.01"]
 
