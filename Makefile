@@ -65,7 +65,7 @@ tabular-compare: setup
 
 # The real-training check of a policy against random search on the held-out space (hours on CPU). Its
 # work dir keeps every training result, so a stopped run continues where it was when started again.
-POLICY ?= evolutionary+surrogate
+POLICY ?= greedy+surrogate+finalists
 search-confirm: setup
 	$(BIN)/python bench/search_efficiency.py --config configs/compose/heldout.yaml --policies random,$(POLICY) \
 		--seeds 10 --evals 30 --parallel $(WORKERS) --work-dir runs/search_efficiency/heldout
