@@ -52,7 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=("mad", "text"), default=None,
                    help="mad (default): the MAD tasks (budgets in steps per task); text: the text proxy on the "
-                        "stdlib corpus (budgets in training tokens, one run per budget)")
+                        "stdlib corpus (budgets in training tokens, read along one run of the largest)")
     p.add_argument("--name", default=None, help="table name: compose/tables/NAME.csv (default SUITE-3x6)")
     # Settings left out are those of the table NAME when it exists (a build continues as it began), else
     # the defaults below; a setting given that differs from the existing table's is an error.
