@@ -17,7 +17,7 @@ the mean of its hidden test metric (test_mad_error for MAD: a split no search ra
 that was lucky on the search's seed or validation data does not flatter its policy. Reported per
 policy: that quality (mean and 95% t-interval over search seeds), the paired difference to random
 search with the same search seed (mean and 95% t-interval; < 0 is better for a lower-is-better
-metric), and how many seeds it won. Writes JSON and Markdown to --out.
+metric), and how many seeds it won. Writes JSON, Markdown and a paired plot (paired.png) to --out.
 
 Hours of training are kept: with --work-dir DIR (`make search-confirm` uses runs/search_efficiency/heldout)
 every result is cached in DIR/cache and every search's journal in DIR/POLICY-seedN, so the same command
@@ -235,6 +235,38 @@ def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Each search seed's crowned-design quality under each policy, joined by a line (the pairing the
+    differences use), with each policy's mean and 95% t-interval beside its column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = [p for p in summary if "truth_mean" in summary[p]]
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r.get("truth") is not None:
+            by_seed.setdefault(r["seed"], {})[r["policy"]] = r["truth"]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(policies), 4.2))
+    for seed, q in sorted(by_seed.items()):
+        xs = [i for i, p in enumerate(policies) if p in q]
+        ax.plot(xs, [q[policies[i]] for i in xs], "o-", color="0.6", alpha=0.7, lw=1, ms=4)
+    for i, p in enumerate(policies):
+        ax.errorbar(i + 0.15, summary[p]["truth_mean"], yerr=summary[p]["truth_ci95"], fmt="D", color="C3",
+                    capsize=4, label="mean ± 95% CI" if i == 0 else None)
+    ax.set_xticks(range(len(policies)), policies)
+    ax.set_xlim(-0.4, len(policies) - 0.4)
+    ax.set_ylabel(f"crowned design, test {meta['metric']}")
+    ax.set_title(f"{len(by_seed)} search seeds x {meta['evals']} evaluations (grey: one seed)", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="a compose config (default: the held-out space)")
@@ -290,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs, "summary": summary}, indent=1) + "\n")
     (out / "results.md").write_text(markdown(summary, meta))
-    print("\n" + markdown(summary, meta) + f"\nwall {meta['wall_s']} s; wrote {out}/results.{{json,md}}")
+    plot(out / "paired.png", runs, summary, meta)
+    print("\n" + markdown(summary, meta) + f"\nwall {meta['wall_s']} s; wrote {out}/results.{{json,md}} and paired.png")
     return 0
 
 

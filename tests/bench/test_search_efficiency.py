@@ -54,6 +54,14 @@ def test_the_paired_difference_to_random_and_its_interval():
     assert "| evolutionary | 0.4300 ±" in md and "3 of 4" in md
 
 
+def test_the_paired_plot_is_a_png_of_every_seed(tmp_path):
+    runs = [{"policy": p, "seed": s, "truth": 0.5 + 0.01 * s} for p in ("random", "greedy") for s in range(3)]
+    runs.append({"policy": "greedy", "seed": 3, "truth": None})  # a search that crowned nothing is left out
+    summary = eff.summarise(runs, ["random", "greedy"])
+    path = eff.plot(tmp_path / "p.png", runs, summary, {"metric": "mad_error", "evals": 5})
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
     cmd = [sys.executable, str(ROOT / "bench/search_efficiency.py"), "--quick", "--seeds", "1", "--evals", "5",
