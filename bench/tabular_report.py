@@ -318,7 +318,8 @@ def _header(cells: list[str]) -> list[str]:
 
 
 def markdown(rep: dict[str, Any], meta: dict[str, Any]) -> str:
-    sections = [md_coverage(rep, meta), md_distribution(rep), md_noise(rep), md_budgets(rep), md_tasks(rep),
+    sections = [md_coverage(rep, meta), md_distribution(rep), md_noise(rep), md_budgets(rep),
+                *([md_tasks(rep)] if rep["tasks"] else []),  # a text table has no tasks
                 md_top(rep), md_surrogate(rep)]
     if "vs" in rep:
         sections.append(md_vs(rep))

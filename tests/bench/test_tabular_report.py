@@ -115,6 +115,19 @@ def test_main_writes_the_report_on_a_single_seed_table_and_on_the_shipped_one(tm
     assert all((shipped / f).is_file() for f in ("report.md", "score_hist.png", "budgets.png"))
 
 
+def test_a_table_without_tasks_has_no_per_task_section(tmp_path):
+    rows = [{"pattern": "-".join(p), "budget": b, "seed": s, "val_bpb": 3.0 + i / 16 + s / 100 - b / 1e6}
+            for i, p in enumerate(itertools.product(["attn", "mlp"], repeat=4))
+            for b, s in itertools.product((131072, 262144), (0, 1))]
+    write_rows(tmp_path / "text.csv", rows)
+    meta = {"metric": "val_bpb", "space": {"n_layers": 4, "primitives": ["attn", "mlp"]},
+            "progress": {"cells": 32, "done": 32}}
+    (tmp_path / "text.json").write_text(json.dumps(meta))
+    assert report.main(["--table", str(tmp_path / "text.csv"), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out/report.md").read_text()
+    assert "Per task" not in md and "What the top 10% share" in md
+
+
 def test_versus_says_which_primitive_each_table_rewards(tmp_path):
     # Table a rewards attention (lower score with more attn), table b rewards mlp: opposite rankings.
     a = make_table(tmp_path / "a.csv", ["attn", "mlp"], 5, lambda p, i, b, s: 1 - p.count("attn") / 5 + 1e-4 * i)
