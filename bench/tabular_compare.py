@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.journal import Journal
-from aira.config import with_overrides
+from aira.config import ConfigError, with_overrides
 from compose.config import ComposeConfig
 from compose.run import open_search
 from compose.space import SearchSpace
@@ -74,6 +74,26 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
     rung below (compose.task: one schedule over the top rung's steps, which is what the table's lower
     budgets read part way); every other evaluation pays its whole budget."""
     t = load(table_name)
+    cfg, top = search_config(t, table_name, name, seed, evals, agents, budget, policy_args)
+    with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
+        search = open_search(cfg, Path(d) / "run")
+        search.run()
+        with Journal(Path(d) / "run" / "journal.db") as j:
+            done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
+            budget_of = {n.id: n.metrics["budget"] for n in done}
+            trace = []
+            for n in done:
+                b = n.metrics["budget"]
+                below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
+                trace.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
+            # A finalist's re-reads are journalled after the last proposal: they are the cost of crowning.
+            return trace, (cfg.search.finalists, cfg.search.finalist_evals)
+
+
+def search_config(t, table_name: str, name: str, seed: int, evals: int, agents: int, budget: int | None,
+                  policy_args: dict | None = None) -> tuple[ComposeConfig, int]:
+    """The compose config of one (policy variant, seed) search on table t, checked, and the budget whose
+    one read is the unit of cost."""
     if "space" not in t.meta:
         raise TableError(f"{table_name}: no space in its meta (the JSON beside the CSV); a comparison needs it")
     space = t.meta["space"]
@@ -101,19 +121,7 @@ def run_one(table_name: str, name: str, seed: int, evals: int, agents: int, budg
         cfg.search.max_evals = math.ceil(2 * cfg.search.max_evals / share)
         cfg.search.policy_args["debug_prob"] = 0.0
     cfg.search.max_invalid_in_a_row = 200  # duplicates are invalid proposals; late in a small space there are many
-    with tempfile.TemporaryDirectory(prefix="aira-tab-") as d:
-        search = open_search(cfg, Path(d) / "run")
-        search.run()
-        with Journal(Path(d) / "run" / "journal.db") as j:
-            done = sorted(j.nodes("done"), key=lambda n: (n.finished_at or 0, n.seq))
-            budget_of = {n.id: n.metrics["budget"] for n in done}
-            trace = []
-            for n in done:
-                b = n.metrics["budget"]
-                below = budget_of.get(n.parent_ids[0], 0) if n.operator == "promote" and n.parent_ids else 0
-                trace.append(Eval(key(n.payload["pattern"]), n.metrics[SCORE], b, (b - below) / top))
-            # A finalist's re-reads are journalled after the last proposal: they are the cost of crowning.
-            return trace, (cfg.search.finalists, cfg.search.finalist_evals)
+    return cfg.check(), top
 
 
 def coverage(table) -> float:
@@ -301,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {}
     start = time.time()
     names = args.policies.split(",")
-    for name in names:
-        variant_overrides(name, rungs=table.budgets)  # an unknown one stops here, before the others run
+    for name in names:  # an unknown or unsupported variant stops here, before the others run
+        try:
+            search_config(table, str(snapshot), name, 0, args.evals, args.agents, budget)
+        except ConfigError as e:
+            raise SystemExit(f"--policies: {name}: {e}") from None
     share = coverage(table)
     single = sum(len(rows) == 1 for (_, b), rows in table.rows.items() if b == budget)
     if not table.complete:

@@ -15,7 +15,8 @@ mean" is a pattern's mean over its measured seeds. Reported:
   - per task: accuracy spread and agreement with the overall metric;
   - what the top 10% share (primitive counts, mixers first/last, counts per position) and whether a
     ridge surrogate over pattern features ranks held-out patterns (5-fold out-of-fold Spearman, R^2);
-  - with --vs, Spearman against another table on the patterns both hold.
+  - with --vs, Spearman against another table on the patterns both hold, what each rewards, how much
+    of the two top 10%s is shared, and vs.png (each pattern's score on one against the other).
 Writes report.json, report.md (ready for docs/search.md) and score_hist.png, budgets.png to --out.
 """
 
@@ -261,8 +262,12 @@ def versus(mine: dict[str, float], other: dict[str, float], primitives: list[str
     counts = {p: [k.split("-").count(p) for k in common] for p in primitives}
     out["count_spearman"] = {p: {"mine": _spearman(c, [mine[k] for k in common]),
                                  "other": _spearman(c, [other[k] for k in common])} for p, c in counts.items()}
-    out["top_counts"] = {side: composition(top_set({k: d[k] for k in common}), primitives)["mean_count"]
-                         for side, d in (("mine", mine), ("other", other))}
+    tops = {side: top_set({k: d[k] for k in common}) for side, d in (("mine", mine), ("other", other))}
+    out["top_counts"] = {side: composition(top, primitives)["mean_count"] for side, top in tops.items()}
+    k = len(tops["mine"])
+    # Two unrelated rankings share k * k / n of their top k on average.
+    out["top_overlap"] = {"k": k, "shared": len(set(tops["mine"]) & set(tops["other"])),
+                          "chance": k * k / len(common)}
     return out
 
 
@@ -438,6 +443,9 @@ def md_vs(rep: dict[str, Any]) -> str:
     for p, s in v["count_spearman"].items():
         lines.append(_row([p, _f(s["mine"], ".2f"), _f(s["other"], ".2f"), f"{v['top_counts']['mine'][p]:.2f}",
                            f"{v['top_counts']['other'][p]:.2f}"]))
+    o = v["top_overlap"]
+    lines += ["", (f"Top 10% in both: {o['shared']} of {o['k']} patterns (two unrelated rankings share "
+                   f"{o['chance']:.1f} on average). Each pattern against the two scores: vs.png.")]
     return "\n".join(lines)
 
 
@@ -480,7 +488,29 @@ def plot_budgets(table: Table, low: int, path: Path) -> None:
     plt.close(fig)
 
 
-def write(out_dir: Path, rep: dict[str, Any], table: Table, md: str) -> list[Path]:
+def plot_vs(table: Table, vs: Table, names: tuple[str, str], path: Path) -> None:
+    """Each pattern's seed mean on one table against the other, coloured by the count of the primitive
+    the two tables disagree on most (the largest gap between its count-Spearmans)."""
+    import matplotlib.pyplot as plt
+
+    mine, other = table.mean(max(table.budgets)), vs.mean(max(vs.budgets))
+    common = sorted(set(mine) & set(other))
+    gap = versus(mine, other, primitives_of(table)).get("count_spearman", {})
+    prim = max(gap, key=lambda p: abs((gap[p]["mine"] or 0) - (gap[p]["other"] or 0)), default=None)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    colors = [k.split("-").count(prim) for k in common] if prim else "tab:blue"
+    dots = ax.scatter([other[k] for k in common], [mine[k] for k in common], c=colors, s=10, cmap="viridis")
+    if prim:
+        fig.colorbar(dots, ax=ax, label=f"# {prim} layers")
+    ax.set_xlabel(f"{names[1]}: {vs.metric} (seed mean; lower is better)")
+    ax.set_ylabel(f"{names[0]}: {table.metric} (seed mean; lower is better)")
+    ax.set_title(f"{len(common)} patterns in both tables")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(out_dir: Path, rep: dict[str, Any], table: Table, md: str, vs: Table | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -492,6 +522,9 @@ def write(out_dir: Path, rep: dict[str, Any], table: Table, md: str) -> list[Pat
     if len(table.budgets) > 1:
         paths.append(out_dir / "budgets.png")
         plot_budgets(table, min(table.budgets), paths[-1])
+    if vs is not None:
+        paths.append(out_dir / "vs.png")
+        plot_vs(table, vs, (rep["table"], rep["vs"]["table"]), paths[-1])
     return paths
 
 
@@ -508,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     rep["table_updated"] = table.meta.get("updated")
     rep["command"] = "python bench/tabular_report.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = markdown(rep, table.meta)
-    write(Path(args.out), rep, table, md)
+    write(Path(args.out), rep, table, md, vs)
     print(md)
     return 0
 

@@ -203,3 +203,16 @@ def test_a_comparison_started_again_keeps_the_policies_already_run(tmp_path):
     assert "| evolutionary |" in again
     out, _ = run("--evals", "5", "--policies", "random")
     assert "kept from" not in out  # other settings: run afresh
+
+
+def test_a_variant_the_search_cannot_run_is_refused_before_any_search(tmp_path, monkeypatch):
+    rows = [{"pattern": "-".join(p), "budget": b, "seed": seed, "mad_error": i / 27 + seed / 100 - b / 1000}
+            for i, p in enumerate(itertools.product(["attn", "mlp", "mamba2"], repeat=3))
+            for b in (5, 10) for seed in (0, 1)]
+    table = save(tmp_path / "two.csv", rows, {**META, "suite": {"seeds": [0, 1]}})
+    monkeypatch.setattr(compare, "open_search", lambda *a, **k: pytest.fail("a search ran"))
+    for policies, message in (("random,asha+finalists", "asha\\+finalists: search.finalists with a multi-fidelity"),
+                              ("random,bogus", "bogus: variant 'bogus': unknown policy")):
+        with pytest.raises(SystemExit, match=message):
+            compare.main(["--table", str(table), "--policies", policies, "--seeds", "1", "--evals", "4",
+                          "--out", str(tmp_path / "out")])

@@ -112,7 +112,8 @@ def test_main_writes_the_report_on_a_single_seed_table_and_on_the_shipped_one(tm
     assert n >= 50 and rep["vs"]["n"] == n and rep["vs"]["spearman"] == pytest.approx(1.0)
     assert rep["command"].endswith("--out " + str(shipped)) and rep["table_progress"]["done"] > 0
     assert "What the table says" in capsys.readouterr().out
-    assert all((shipped / f).is_file() for f in ("report.md", "score_hist.png", "budgets.png"))
+    assert all((shipped / f).is_file() for f in ("report.md", "score_hist.png", "budgets.png", "vs.png"))
+    assert rep["vs"]["top_overlap"]["shared"] == rep["vs"]["top_overlap"]["k"]  # a table against itself
 
 
 def test_a_table_without_tasks_has_no_per_task_section(tmp_path):
@@ -136,8 +137,11 @@ def test_versus_says_which_primitive_each_table_rewards(tmp_path):
     assert v["n"] == 32 and v["spearman"] < -0.8
     assert v["count_spearman"]["attn"]["mine"] < -0.9 and v["count_spearman"]["attn"]["other"] > 0.9
     assert v["top_counts"]["mine"]["attn"] >= 4 and v["top_counts"]["other"]["mlp"] >= 4
+    assert v["top_overlap"]["k"] >= 3 and v["top_overlap"]["shared"] == 0 and 0 < v["top_overlap"]["chance"] < 1
     rep = report.report(a, "a", b, "b")
-    assert "| attn | -0.9" in report.md_vs(rep)
+    assert "| attn | -0.9" in report.md_vs(rep) and "Top 10% in both: 0 of" in report.md_vs(rep)
+    report.plot_vs(a, b, ("a", "b"), tmp_path / "vs.png")
+    assert (tmp_path / "vs.png").stat().st_size > 1000
 
 
 def test_the_spearman_between_tables_has_an_interval_that_narrows_with_more_patterns():
