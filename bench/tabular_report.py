@@ -488,14 +488,15 @@ def plot_budgets(table: Table, low: int, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_vs(table: Table, vs: Table, names: tuple[str, str], path: Path) -> None:
+def plot_vs(rep: dict[str, Any], table: Table, vs: Table, path: Path) -> None:
     """Each pattern's seed mean on one table against the other, coloured by the count of the primitive
-    the two tables disagree on most (the largest gap between its count-Spearmans)."""
+    the two tables disagree on most (the largest gap between its count-Spearmans in rep["vs"])."""
     import matplotlib.pyplot as plt
 
+    names = (rep["table"], rep["vs"]["table"])
     mine, other = table.mean(max(table.budgets)), vs.mean(max(vs.budgets))
     common = sorted(set(mine) & set(other))
-    gap = versus(mine, other, primitives_of(table)).get("count_spearman", {})
+    gap = rep["vs"].get("count_spearman", {})
     prim = max(gap, key=lambda p: abs((gap[p]["mine"] or 0) - (gap[p]["other"] or 0)), default=None)
     fig, ax = plt.subplots(figsize=(6, 5))
     colors = [k.split("-").count(prim) for k in common] if prim else "tab:blue"
@@ -524,7 +525,7 @@ def write(out_dir: Path, rep: dict[str, Any], table: Table, md: str, vs: Table |
         plot_budgets(table, min(table.budgets), paths[-1])
     if vs is not None:
         paths.append(out_dir / "vs.png")
-        plot_vs(table, vs, (rep["table"], rep["vs"]["table"]), paths[-1])
+        plot_vs(rep, table, vs, paths[-1])
     return paths
 
 

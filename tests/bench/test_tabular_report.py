@@ -140,7 +140,7 @@ def test_versus_says_which_primitive_each_table_rewards(tmp_path):
     assert v["top_overlap"]["k"] >= 3 and v["top_overlap"]["shared"] == 0 and 0 < v["top_overlap"]["chance"] < 1
     rep = report.report(a, "a", b, "b")
     assert "| attn | -0.9" in report.md_vs(rep) and "Top 10% in both: 0 of" in report.md_vs(rep)
-    report.plot_vs(a, b, ("a", "b"), tmp_path / "vs.png")
+    report.plot_vs(rep, a, b, tmp_path / "vs.png")
     assert (tmp_path / "vs.png").stat().st_size > 1000
 
 
